@@ -1,0 +1,81 @@
+"""The context services run in: settings, the store's transaction helper, the bus, providers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import aiohttp
+
+from desk.events import Bus, Changes
+from desk.settings import Settings
+from desk.store import Channel, atomic
+from providers import Registry
+from providers.base import Provider
+
+log = logging.getLogger(__name__)
+
+
+async def _nothing(*_: Any) -> None:
+    return None
+
+
+class UnknownProvider(Exception):
+    """A channel names a provider that is not installed."""
+
+
+class Context:
+    """What every service needs, built once by ``create_app``."""
+
+    def __init__(self, settings: Settings, registry: Registry, bus: Bus) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.bus = bus
+        self.http: aiohttp.ClientSession | None = None
+        self.secret_key = ""
+        self.embed_secret = ""
+        # Set to wake the job worker (a new reply to send, a file to fetch).
+        self.wake = asyncio.Event()
+        self._providers: dict[int, tuple[str, Provider]] = {}
+        self.throttle: Any = None
+        self.worker: Any = None
+        # Set by the realtime layer: drop sockets of an operator or of a revoked token.
+        self.disconnect_operator: Callable[[int], Awaitable[None]] = _nothing
+        self.disconnect_token: Callable[[str], Awaitable[None]] = _nothing
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Changes]:
+        """Run a change in one transaction; its events are logged inside it and published after it."""
+        changes = Changes()
+        with atomic():
+            yield changes
+            records = changes.flush()
+        self.bus.publish(records)
+        for callback in changes.after_commit:
+            callback()
+
+    def provider(self, channel: Channel) -> Provider:
+        """Return the provider instance serving ``channel`` (cached until its config changes)."""
+        key = f"{channel.provider}|{channel.config}|{channel.secret}"
+        cached = self._providers.get(channel.id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        cls = self.registry.get(channel.provider)
+        if cls is None:
+            raise UnknownProvider(channel.provider)
+        assert self.http is not None, "the HTTP client session starts with the app"
+        instance = cls(json.loads(channel.config), self.http, channel.secret)
+        self._providers[channel.id] = (key, instance)
+        return instance
+
+    def provider_for_config(self, code: str, config: dict[str, Any]) -> Provider:
+        """Return a provider instance for a config not yet saved (to validate it)."""
+        cls = self.registry.get(code)
+        if cls is None:
+            raise UnknownProvider(code)
+        assert self.http is not None
+        return cls(config, self.http, "")

@@ -1,0 +1,55 @@
+"""The one place that emits: committed event records go to each operator's room."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import socketio
+
+from desk.events import Record
+from desk.realtime.rooms import operator_room, token_room
+
+log = logging.getLogger(__name__)
+
+
+class Listener:
+    """Emits each committed record to its operator's room, with that operator's ``seq``."""
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self.sio = sio
+        self._tasks: set[asyncio.Task] = set()
+
+    def __call__(self, records: list[Record]) -> None:
+        """Schedule the emits of one committed batch (called by the bus after the commit)."""
+        task = asyncio.get_running_loop().create_task(self._emit(records))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _emit(self, records: list[Record]) -> None:
+        for record in records:
+            try:
+                await self.sio.emit(record.name, record.payload(), room=operator_room(record.operator_id))
+            except Exception:  # a manager outage: the client heals by replay (CONTRACT §7)
+                log.exception("emit of %s to operator %s failed", record.name, record.operator_id)
+
+    async def disconnect_room(self, room: str) -> None:
+        """Disconnect every socket in ``room`` on this process."""
+        participants = list(self.sio.manager.get_participants("/", room))
+        for sid, _eio_sid in participants:
+            await self.sio.disconnect(sid)
+
+    async def disconnect_operator(self, operator_id: int) -> None:
+        """Drop an operator's sockets (disabled, deleted, password reset)."""
+        await self.disconnect_room(operator_room(operator_id))
+
+    async def disconnect_token(self, token: str) -> None:
+        """Drop the sockets opened with a revoked token."""
+        from desk.services.auth import token_hash
+
+        await self.disconnect_room(token_room(token_hash(token)))
+
+    async def drain(self) -> None:
+        """Wait for scheduled emits (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -1,0 +1,185 @@
+"""Receive: a parsed webhook request -> contacts, chats, messages, attachments stored -> events.
+
+Runs inside one transaction (``Context.write``), so an answered webhook is stored with its events.
+Profile look-ups and attachment downloads are queued as jobs and run after the answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import peewee as pw
+
+from desk import events
+from desk.context import Context
+from desk.events import Changes
+from desk.services import jobs, notify
+from desk.store import Attachment, Channel, Chat, Contact, Message, Receipt, queries, utcnow
+from providers.base import IncomingMessage, ParsedRequest, StatusUpdate
+
+log = logging.getLogger(__name__)
+
+# Re-ask the messenger for a profile at most this often per contact.
+PROFILE_REFRESH = dt.timedelta(days=1)
+STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+def receive(ctx: Context, changes: Changes, channel: Channel, parsed: ParsedRequest) -> int:
+    """Store what one webhook request carries; return how many messages were stored or changed."""
+    if parsed.dedupe_key is not None:
+        try:
+            with Receipt._meta.database.atomic():  # a savepoint: a duplicate must not abort the rest
+                Receipt.create(channel=channel.id, key=parsed.dedupe_key)
+        except pw.IntegrityError:
+            return 0
+    stored = 0
+    targets: dict[str | None, Channel | None] = {None: channel, channel.unique_key: channel}
+    for item in parsed.items:
+        target = _target(ctx, channel, item.account_key, targets)
+        if target is None:
+            continue
+        if isinstance(item, IncomingMessage):
+            stored += _message(ctx, changes, target, item)
+        elif isinstance(item, StatusUpdate):
+            stored += _status(changes, target, item)
+    return stored
+
+
+def _target(ctx: Context, channel: Channel, account_key: str | None, cache: dict) -> Channel | None:
+    """Return the channel an item is for: the receiving one, or another account of the same app."""
+    if account_key in cache:
+        return cache[account_key]
+    other = Channel.get_or_none(
+        (Channel.provider == channel.provider) & (Channel.unique_key == account_key) & (Channel.enabled == True)  # noqa: E712
+    )
+    if other is not None and not ctx.provider(channel).shares_webhook_with(json.loads(other.config)):
+        other = None
+    cache[account_key] = other
+    return other
+
+
+def _aware_to_naive(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _contact(channel: Channel, item: IncomingMessage) -> tuple[Contact, bool]:
+    incoming = item.contact
+    contact = Contact.get_or_none((Contact.channel == channel.id) & (Contact.external_id == incoming.external_id))
+    if contact is None:
+        contact = Contact.create(
+            channel=channel.id, external_id=incoming.external_id, name=incoming.name or "",
+            username=incoming.username,
+        )
+        return contact, True
+    changed = False
+    if incoming.name and incoming.name != contact.name:
+        contact.name, changed = incoming.name, True
+    if incoming.username and incoming.username != contact.username:
+        contact.username, changed = incoming.username, True
+    if changed:
+        contact.save()
+    return contact, False
+
+
+def _message(ctx: Context, changes: Changes, channel: Channel, item: IncomingMessage) -> int:
+    existing = Message.get_or_none((Message.channel_id == channel.id) & (Message.external_id == item.external_id))
+    if existing is not None:
+        if not item.is_edit or existing.text == item.text:
+            return 0  # a repeated delivery, or an edit that changed nothing we show
+        existing.text = item.text
+        existing.edited_at = _aware_to_naive(item.sent_at) or utcnow()
+        existing.save()
+        chat = Chat.get_by_id(existing.chat_id)
+        watchers = queries.watchers(chat)
+        notify.message_event(changes, events.MESSAGE_UPDATED, existing, watchers)
+        if chat.last_message_id == existing.id:
+            notify.chat_changed(changes, chat, counters=False)
+        return 1
+
+    contact, new_contact = _contact(channel, item)
+    chat = queries.open_chat(channel.id, item.chat_external_id)
+    created = chat is None
+    now = utcnow()
+    if chat is None:
+        chat = Chat.create(
+            channel=channel.id, contact=contact.id, external_id=item.chat_external_id,
+            title=item.chat_title, queue=channel.queue_id, status="new", last_message_at=now, created_at=now,
+        )
+    message = Message.create(
+        chat=chat.id, channel_id=channel.id, direction="in", text=item.text, author_type="contact",
+        author_id=contact.id, author_name=contact.name or contact.username or contact.external_id,
+        status="received", external_id=item.external_id, created_at=now,
+        edited_at=now if item.is_edit else None,
+    )
+    for incoming in item.attachments:
+        attachment = Attachment.create(
+            message=message.id, kind=incoming.kind, file_name=incoming.file_name, mime=incoming.mime,
+            size=incoming.size, ref=incoming.ref, ready=incoming.ref is None, meta=json.dumps(incoming.meta),
+        )
+        if incoming.ref is not None:
+            jobs.enqueue(ctx, changes, jobs.FETCH_ATTACHMENT, attachment.id)
+    chat.unread += 1
+    chat.last_message_id = message.id
+    chat.last_message_at = now
+    Chat.update(unread=Chat.unread + 1, last_message_id=message.id, last_message_at=now).where(Chat.id == chat.id).execute()
+    if new_contact or contact.profile_checked_at is None or contact.profile_checked_at < now - PROFILE_REFRESH:
+        if not jobs.pending(jobs.FETCH_PROFILE, contact.id):
+            jobs.enqueue(ctx, changes, jobs.FETCH_PROFILE, contact.id, chat_id=chat.id)
+
+    watchers = queries.watchers(chat)
+    data = notify.chat_payload(chat, contact, message)
+    if created:
+        changes.add(sorted(watchers), events.CHAT_CREATED, data)
+    notify.message_event(changes, events.MESSAGE_CREATED, message, watchers)
+    if not created:
+        changes.add(sorted(watchers), events.CHAT_UPDATED, data)
+    notify.unread(changes, watchers)
+    return 1
+
+
+def _status(changes: Changes, channel: Channel, item: StatusUpdate) -> int:
+    if item.kind in ("delivered", "read"):
+        return _receipt(changes, channel, item)
+    if item.kind in ("blocked", "unblocked"):
+        chat = queries.open_chat(channel.id, item.chat_external_id)
+        if chat is None:
+            return 0
+        text = "The customer blocked the bot" if item.kind == "blocked" else "The customer unblocked the bot"
+        message = Message.create(
+            chat=chat.id, channel_id=channel.id, direction="in", text=text, author_type="system",
+            author_name="Desk", status="received",
+        )
+        notify.message_event(changes, events.MESSAGE_CREATED, message, queries.watchers(chat))
+        return 1
+    # "echo": the messenger's copy of a message the account sent. Our own replies are already
+    # stored; a copy of a reply typed outside the desk is not a customer message either.
+    return 0
+
+
+def _receipt(changes: Changes, channel: Channel, item: StatusUpdate) -> int:
+    """Move our outgoing messages to delivered / read, never backwards."""
+    chats = Chat.select(Chat.id).where((Chat.channel == channel.id) & (Chat.external_id == item.chat_external_id))
+    query = Message.select().where((Message.chat.in_(chats)) & (Message.direction == "out") & Message.status.in_(("sent", "delivered")))
+    condition = None
+    if item.external_ids:
+        condition = Message.external_id.in_(item.external_ids)
+    watermark = _aware_to_naive(item.watermark)
+    if watermark is not None:
+        by_time = Message.created_at <= watermark
+        condition = by_time if condition is None else (condition | by_time)
+    if condition is None:
+        return 0
+    changed = 0
+    for message in query.where(condition).order_by(Message.id):
+        if STATUS_RANK.get(item.kind, 0) <= STATUS_RANK.get(message.status, 0):
+            continue
+        message.status = item.kind
+        message.save()
+        chat = Chat.get_by_id(message.chat_id)
+        notify.message_event(changes, events.MESSAGE_UPDATED, message, queries.watchers(chat))
+        changed += 1
+    return changed

@@ -1,0 +1,60 @@
+"""Record the events of a chat change for the operators entitled to them (CONTRACT §7)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from desk import events, payloads
+from desk.events import Changes
+from desk.store import Chat, Contact, Message, Operator, queries
+
+
+def chat_payload(chat: Chat, contact: Contact | None = None, last: Message | None = None) -> dict:
+    """Return the chat object for events."""
+    return payloads.chat(chat, contact_obj=contact, last=last)
+
+
+def unread(changes: Changes, operator_ids: Iterable[int]) -> None:
+    """Record each operator's recomputed counters as ``unread.updated``."""
+    ids = sorted(set(operator_ids))
+    if not ids:
+        return
+    ops = {op.id: op for op in Operator.select().where(Operator.id.in_(ids))}
+    changes.add_each((i for i in ids if i in ops), events.UNREAD_UPDATED, lambda i: queries.unread_counts(ops[i]))
+
+
+def chat_changed(
+    changes: Changes,
+    chat: Chat,
+    *,
+    before: set[int] | None = None,
+    created_for: set[int] | None = None,
+    counters: bool = True,
+    payload: dict | None = None,
+) -> set[int]:
+    """Record ``chat.updated`` (``chat.created`` for ``created_for``) for whoever sees the chat now.
+
+    ``before`` is who saw it before the change: those who lose it get one last ``chat.updated``.
+    Returns the operators who see it now.
+    """
+    now = queries.watchers(chat)
+    data = payload or chat_payload(chat)
+    created_for = created_for or set()
+    changes.add(sorted(created_for & now), events.CHAT_CREATED, data)
+    updated = (now | (before or set())) - created_for
+    changes.add(sorted(updated), events.CHAT_UPDATED, data)
+    if counters:
+        unread(changes, now | (before or set()))
+    return now
+
+
+def message_event(changes: Changes, name: str, message: Message, operator_ids: Iterable[int]) -> dict:
+    """Record ``message.created`` or ``message.updated`` for the operators given."""
+    data = payloads.message(message)
+    changes.add(sorted(set(operator_ids)), name, data)
+    return data
+
+
+def operator_changed(changes: Changes, op: Operator) -> None:
+    """Record ``operator.updated`` for admins and the operator."""
+    changes.add(sorted(queries.admin_ids() | {op.id}), events.OPERATOR_UPDATED, payloads.operator(op))

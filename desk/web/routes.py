@@ -1,0 +1,51 @@
+"""The full URL table, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from desk.web.views import admin, chats, session, system, webhooks
+
+
+def setup_routes(app: web.Application) -> None:
+    """Add every route of the app, named."""
+    r = app.router
+    r.add_get("/healthz", system.healthz, name="healthz")
+    r.add_post("/webhooks/{channel_id}", webhooks.receive, name="webhook")
+    r.add_get("/webhooks/{channel_id}", webhooks.verify, name="webhook-verify")
+
+    r.add_post("/api/session", session.create_session, name="api-session")
+    r.add_delete("/api/session", session.delete_session)
+    r.add_get("/api/operators/me", session.me, name="api-me")
+    r.add_put("/api/operators/me/status", session.set_my_status, name="api-my-status")
+    r.add_get("/api/unread", chats.unread, name="api-unread")
+    r.add_get("/api/events", system.events, name="api-events")
+
+    r.add_get("/api/chats", chats.list_chats, name="api-chats")
+    r.add_get("/api/chats/{id}", chats.get_chat, name="api-chat")
+    r.add_post("/api/chats/{id}/accept", chats.accept, name="api-chat-accept")
+    r.add_post("/api/chats/{id}/read", chats.mark_read, name="api-chat-read")
+    r.add_post("/api/chats/{id}/close", chats.close, name="api-chat-close")
+    r.add_post("/api/chats/{id}/transfer", chats.transfer, name="api-chat-transfer")
+    r.add_get("/api/chats/{id}/actions", chats.actions, name="api-chat-actions")
+    r.add_get("/api/chats/{id}/messages", chats.list_messages, name="api-chat-messages")
+    r.add_post("/api/chats/{id}/messages", chats.send, name="api-chat-send")
+    r.add_post("/api/chats/{id}/messages/{message_id}/retry", chats.retry, name="api-message-retry")
+    r.add_get("/api/attachments/{id}", chats.attachment, name="api-attachment")
+    r.add_get("/api/contacts/{id}/avatar", chats.avatar, name="api-avatar")
+
+    r.add_get("/api/providers", admin.list_providers, name="api-providers")
+    r.add_get("/api/channels", admin.list_channels, name="api-channels")
+    r.add_post("/api/channels", admin.create_channel)
+    r.add_patch("/api/channels/{id}", admin.update_channel, name="api-channel")
+    r.add_delete("/api/channels/{id}", admin.delete_channel)
+    r.add_post("/api/channels/{id}/register", admin.register_channel, name="api-channel-register")
+    r.add_get("/api/channels/{id}/health", admin.channel_health, name="api-channel-health")
+    r.add_get("/api/queues", admin.list_queues, name="api-queues")
+    r.add_post("/api/queues", admin.create_queue)
+    r.add_patch("/api/queues/{id}", admin.update_queue, name="api-queue")
+    r.add_delete("/api/queues/{id}", admin.delete_queue)
+    r.add_get("/api/operators", admin.list_operators, name="api-operators")
+    r.add_post("/api/operators", admin.create_operator)
+    r.add_patch("/api/operators/{id}", admin.update_operator, name="api-operator")
+    r.add_delete("/api/operators/{id}", admin.delete_operator)

@@ -1,0 +1,251 @@
+"""Pure functions: a Messenger webhook body (raw bytes) -> unified items."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from providers.base import (
+    BadPayload,
+    IncomingAttachment,
+    IncomingContact,
+    IncomingMessage,
+    ParsedRequest,
+    StatusUpdate,
+)
+from providers.facebook import const
+
+# Attachment types downloaded as they are.
+MEDIA_TYPES = frozenset({"image", "video", "audio", "file"})
+# Shares that carry a title and a link, not a file: shown as text.
+SHARE_TYPES = frozenset({"fallback", "reel", "ig_reel", "post", "ig_post"})
+
+Item = IncomingMessage | StatusUpdate
+
+
+def parse_body(body: bytes) -> ParsedRequest:
+    """Turn a raw webhook body into items; raise BadPayload for what Messenger never sends."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadPayload("the body is not UTF-8") from exc
+    except (ValueError, RecursionError) as exc:
+        raise BadPayload("the body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise BadPayload("the body is not a JSON object")
+    if data.get("object") != "page":
+        return ParsedRequest(items=[])
+    entries = data.get("entry")
+    if not isinstance(entries, list):
+        raise BadPayload("entry is not a list")
+    items: list[Item] = []
+    for entry in entries:
+        items.extend(parse_entry(entry))
+    return ParsedRequest(items=items)
+
+
+def parse_entry(entry: Any) -> list[Item]:
+    """Turn one entry (one page's events) into items; ``standby`` events are not ours."""
+    if not isinstance(entry, dict):
+        raise BadPayload("an entry is not an object")
+    events = entry.get("messaging")
+    if events is None:
+        return []
+    if not isinstance(events, list):
+        raise BadPayload("entry.messaging is not a list")
+    page_id = _id(entry.get("id"))
+    items: list[Item] = []
+    for event in events:
+        item = parse_event(event, page_id)
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def parse_event(event: Any, page_id: str | None) -> Item | None:
+    """Turn one messaging event into an item, or ``None`` for kinds the desk ignores."""
+    if not isinstance(event, dict):
+        raise BadPayload("a messaging event is not an object")
+    sender = event.get("sender")
+    sender_id = _id(sender.get("id")) if isinstance(sender, dict) else None
+    if sender_id is None:
+        raise BadPayload("a messaging event has no sender.id")
+    recipient = event.get("recipient")
+    recipient_id = _id(recipient.get("id")) if isinstance(recipient, dict) else None
+    timestamp = event.get("timestamp")
+    message = event.get("message")
+    if isinstance(message, dict):
+        if message.get("is_echo") is True:
+            return parse_echo(message, recipient_id, page_id)
+        return parse_message(message, sender_id, timestamp, page_id)
+    postback = event.get("postback")
+    if isinstance(postback, dict):
+        return parse_postback(postback, sender_id, timestamp, page_id)
+    delivery = event.get("delivery")
+    if isinstance(delivery, dict):
+        mids = delivery.get("mids")
+        return StatusUpdate(
+            kind="delivered",
+            chat_external_id=sender_id,
+            external_ids=[mid for mid in mids if isinstance(mid, str)] if isinstance(mids, list) else [],
+            watermark=ms_to_datetime(delivery.get("watermark")),
+            account_key=page_id,
+        )
+    read = event.get("read")
+    if isinstance(read, dict):
+        return StatusUpdate(
+            kind="read",
+            chat_external_id=sender_id,
+            watermark=ms_to_datetime(read.get("watermark")),
+            account_key=page_id,
+        )
+    # reaction, optin, referral, account_linking, handover...: nothing the desk shows.
+    return None
+
+
+def parse_message(message: dict[str, Any], psid: str, timestamp: Any, page_id: str | None) -> IncomingMessage:
+    """Turn a customer's ``message`` into an IncomingMessage."""
+    text = _text(message.get("text"))
+    attachments, shares, unsupported = parse_attachments(message.get("attachments"))
+    if not text:
+        if shares:
+            text = shares[0]
+        elif unsupported:
+            text = const.UNSUPPORTED_TEXT
+    mid = message.get("mid")
+    return IncomingMessage(
+        chat_external_id=psid,
+        external_id=mid if isinstance(mid, str) and mid else f"message:{psid}:{timestamp}",
+        contact=IncomingContact(external_id=psid),
+        text=text,
+        attachments=attachments,
+        sent_at=ms_to_datetime(timestamp),
+        account_key=page_id,
+    )
+
+
+def parse_attachments(raw: Any) -> tuple[list[IncomingAttachment], list[str], bool]:
+    """Return the downloadable attachments, the shares as text, and whether any was unsupported."""
+    attachments: list[IncomingAttachment] = []
+    shares: list[str] = []
+    unsupported = False
+    stickers: set[str] = set()
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            unsupported = True
+            continue
+        kind = item.get("type")
+        payload = item.get("payload") if isinstance(item.get("payload"), dict) else {}
+        url = payload.get("url") if isinstance(payload.get("url"), str) and payload.get("url") else None
+        sticker_id = _id(payload.get("sticker_id"))
+        if kind == "sticker" or (kind == "image" and sticker_id is not None):
+            # Until Aug 2026 a sticker comes as an image and a sticker with the same sticker_id.
+            key = sticker_id or url or ""
+            if key in stickers:
+                continue
+            stickers.add(key)
+            if url is None:
+                unsupported = True
+                continue
+            meta = {"sticker_id": sticker_id} if sticker_id else {}
+            attachments.append(IncomingAttachment(kind="sticker", ref=url, meta=meta))
+        elif kind in MEDIA_TYPES:
+            if url is None:
+                unsupported = True
+                continue
+            file_name = file_name_from_url(url) if kind == "file" else None
+            attachments.append(IncomingAttachment(kind=kind, ref=url, file_name=file_name))
+        elif kind in SHARE_TYPES:
+            share = "\n".join(part for part in (_text(payload.get("title")), url or "") if part)
+            if share:
+                shares.append(share)
+            else:
+                unsupported = True
+        elif kind == "location":
+            location = parse_location(payload)
+            if location is None:
+                unsupported = True
+            else:
+                attachments.append(location)
+        else:
+            unsupported = True
+    return attachments, shares, unsupported
+
+
+def parse_location(payload: dict[str, Any]) -> IncomingAttachment | None:
+    """Turn a legacy location payload into a location attachment (nothing to download)."""
+    coordinates = payload.get("coordinates")
+    if not isinstance(coordinates, dict):
+        return None
+    lat, long = coordinates.get("lat"), coordinates.get("long")
+    if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in (lat, long)):
+        return None
+    return IncomingAttachment(kind="location", meta={"lat": lat, "long": long})
+
+
+def parse_echo(message: dict[str, Any], recipient_id: str | None, page_id: str | None) -> StatusUpdate | None:
+    """Turn the page's own message (sent by the desk, another app or a person) into an echo."""
+    mid = message.get("mid")
+    if recipient_id is None:
+        return None
+    return StatusUpdate(
+        kind="echo",
+        chat_external_id=recipient_id,
+        external_ids=[mid] if isinstance(mid, str) and mid else [],
+        account_key=page_id,
+        text=_text(message.get("text")),
+    )
+
+
+def parse_postback(postback: dict[str, Any], psid: str, timestamp: Any, page_id: str | None) -> IncomingMessage:
+    """Turn a button press into a message whose text is the button's title."""
+    mid = postback.get("mid")
+    text = _text(postback.get("title")) or _text(postback.get("payload"))
+    return IncomingMessage(
+        chat_external_id=psid,
+        external_id=mid if isinstance(mid, str) and mid else f"postback:{psid}:{timestamp}",
+        contact=IncomingContact(external_id=psid),
+        text=text,
+        sent_at=ms_to_datetime(timestamp),
+        account_key=page_id,
+    )
+
+
+def ms_to_datetime(value: Any) -> datetime | None:
+    """Convert epoch milliseconds to an aware UTC datetime; ``None`` when absent or invalid."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def file_name_from_url(url: str) -> str | None:
+    """Return the file's name as the CDN URL's last path segment carries it."""
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return name or None
+
+
+def _id(value: Any) -> str | None:
+    """Return an id as a string (Graph ids are strings; tolerate numbers)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
+def _text(value: Any) -> str:
+    """Return a string field, with lone surrogates (from a bad \\u escape) replaced."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
