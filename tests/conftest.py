@@ -9,6 +9,8 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import peewee
+import playhouse.db_url
 import pytest
 import socketio
 
@@ -35,8 +37,29 @@ def fixture_json(provider: str, name: str) -> dict:
 
 
 def database_url(tmp_path: Path) -> str:
-    """Return the database the tests run on: SQLite in tmp_path, or DESK_TEST_DATABASE_URL."""
-    return os.environ.get("DESK_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'desk.db'}"
+    """Return the database the tests run on: SQLite in tmp_path, or DESK_TEST_DATABASE_URL (emptied first)."""
+    url = os.environ.get("DESK_TEST_DATABASE_URL")
+    if not url:
+        return f"sqlite:///{tmp_path / 'desk.db'}"
+    reset_database(url)
+    return url
+
+
+def reset_database(url: str) -> None:
+    """Drop every table of a server database so that each test starts from an empty schema."""
+    try:
+        db = playhouse.db_url.connect(url)
+        db.connect()
+    except peewee.OperationalError as exc:
+        if os.environ.get("DESK_TEST_SERVICES") == "1":
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {url} ({exc}); start it or unset DESK_TEST_DATABASE_URL")
+    try:
+        tables = db.get_tables()
+        if tables:
+            db.execute_sql("DROP TABLE IF EXISTS " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+    finally:
+        db.close()
 
 
 @pytest.fixture

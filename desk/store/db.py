@@ -34,7 +34,7 @@ def open_database(url: str) -> peewee.Database:
     if scheme.startswith("sqlite"):
         db = connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     elif scheme.startswith("postgres"):
-        db = connect(url, autorollback=True)
+        db = connect(url)
     else:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///… or postgresql://…")
     database.initialize(db)

@@ -79,6 +79,7 @@ class FakeTelegram:
 
     valid_tokens: tokens the fake accepts (a token's bot id is the part before ':').
     calls: every ``/bot<token>/<method>`` call in order, as ``(method, params)``; file parts are bytes.
+    call_times: when each of ``calls`` arrived (``time.monotonic()``), for rate-limit checks.
     uploads: every uploaded file part: ``{method, field, filename, content_type, data}``.
     files: ``file_path -> bytes`` served at ``/file/bot<token>/<file_path>``.
     file_index: ``file_id -> File`` object that getFile answers (see ``add_file``).
@@ -94,6 +95,8 @@ class FakeTelegram:
         self.valid_tokens: set[str] = {DEFAULT_TOKEN}
         self.bots: dict[str, dict[str, Any]] = {DEFAULT_TOKEN: dict(DEFAULT_BOT)}
         self.calls: list[tuple[str, Params]] = []
+        # time.monotonic() at which each entry of ``calls`` arrived (same index).
+        self.call_times: list[float] = []
         self.uploads: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
         self._sent: list[Params] = []
@@ -254,6 +257,7 @@ class FakeTelegram:
         except BotApiError as exc:
             return web.json_response(exc.body, status=exc.code)
         self.calls.append((method, params))
+        self.call_times.append(time.monotonic())
         for upload in files:
             self.uploads.append({"method": method, **upload})
         key = method.lower()
