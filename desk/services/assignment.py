@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from desk import payloads
 from desk.context import Context
-from desk.services import notify
+from desk.services import notify, routing
 from desk.services.errors import Conflict, Invalid, NotFound
 from desk.store import Chat, Operator, Queue, queries, utcnow
 
@@ -33,7 +32,7 @@ def accept(ctx: Context, op: Operator, chat_id: int) -> Chat:
         before = queries.watchers(chat)
         # A conditional update: of two operators accepting at once, exactly one wins.
         won = (
-            Chat.update(operator=op.id, status="active")
+            Chat.update(operator=op.id, status="active", assigned_at=utcnow())
             .where((Chat.id == chat.id) & (Chat.operator.is_null() | (Chat.operator == op.id)) & (Chat.status != "closed"))
             .execute()
         )
@@ -67,6 +66,7 @@ def close(ctx: Context, op: Operator, chat: Chat) -> Chat:
             chat.operator = op.id  # whoever closed a waiting chat answers for it in the history
         chat.save()
         notify.chat_changed(changes, chat, before=before)
+        routing.route(changes, chat.queue_id)  # the closing operator has room again
     return chat
 
 
@@ -78,11 +78,12 @@ def transfer(ctx: Context, op: Operator, chat: Chat, *, operator_id: int | None,
         raise Conflict("the chat is closed", code="chat_closed")
     with ctx.write() as changes:
         before = queries.watchers(chat)
+        before_operator = chat.operator_id
         if operator_id is not None:
             target = Operator.get_or_none((Operator.id == operator_id) & (Operator.enabled == True))  # noqa: E712
             if target is None:
                 raise Invalid("no such operator", fields={"operator_id": "unknown"})
-            chat.operator, chat.status = target.id, "active"
+            chat.operator, chat.status, chat.assigned_at = target.id, "active", utcnow()
         else:
             queue = Queue.get_or_none(Queue.id == queue_id)
             if queue is None:
@@ -91,6 +92,10 @@ def transfer(ctx: Context, op: Operator, chat: Chat, *, operator_id: int | None,
         chat.save()
         now = queries.watchers(chat)
         notify.chat_changed(changes, chat, before=before, created_for=now - before)
+        if queue_id is not None:
+            routing.route(changes, chat.queue_id)
+        elif before_operator is not None:
+            routing.route_for_operator(changes, before_operator)
     return chat
 
 
@@ -117,9 +122,6 @@ def set_status(ctx: Context, op: Operator, status: str) -> Operator:
         op.status = status
         Operator.update(status=status).where(Operator.id == op.id).execute()
         notify.operator_changed(changes, op)
+        if status == "online":
+            routing.route_for_operator(changes, op.id)
     return op
-
-
-def operator_payload(op: Operator) -> dict:
-    """Return the operator object."""
-    return payloads.operator(op)

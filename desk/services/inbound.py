@@ -15,7 +15,7 @@ import peewee as pw
 from desk import events
 from desk.context import Context
 from desk.events import Changes
-from desk.services import jobs, notify
+from desk.services import jobs, notify, routing
 from desk.store import Attachment, Channel, Chat, Contact, Message, Receipt, queries, utcnow
 from providers.base import IncomingMessage, ParsedRequest, StatusUpdate
 
@@ -138,6 +138,8 @@ def _message(ctx: Context, changes: Changes, channel: Channel, item: IncomingMes
     if not created:
         changes.add(sorted(watchers), events.CHAT_UPDATED, data)
     notify.unread(changes, watchers)
+    if created:
+        routing.route(changes, chat.queue_id)
     return 1
 
 

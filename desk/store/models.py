@@ -110,6 +110,7 @@ class Chat(BaseModel):
     # the agent who has it
     operator = pw.ForeignKeyField(Operator, backref="chats", null=True, on_delete="SET NULL")
     unread = pw.IntegerField(default=0)
+    assigned_at = pw.DateTimeField(null=True)
     last_message_id = pw.BigIntegerField(null=True)
     last_message_at = pw.DateTimeField(default=utcnow)
     created_at = pw.DateTimeField(default=utcnow)
@@ -121,6 +122,7 @@ class Chat(BaseModel):
             (("status", "queue", "last_message_at"), False),
             (("operator", "status", "last_message_at"), False),
             (("last_message_at", "id"), False),
+            (("queue", "assigned_at"), False),
         )
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from desk import payloads
 from desk.keys import context_key
-from desk.services import assignment, auth, channels, notify
+from desk.services import assignment, auth, channels, notify, routing
 from desk.services.errors import Conflict, Invalid, NotFound
 from desk.store import Channel, Chat, Operator, OperatorQueue, Queue, Token, atomic
 from desk.web.middlewares import require_admin, require_operator
@@ -211,6 +211,8 @@ async def update_operator(request: web.Request) -> web.Response:
             Token.delete().where(Token.operator == op.id).execute()
         if status_changed or "name" in data or "role" in data or "queue_ids" in data or "enabled" in data:
             notify.operator_changed(changes, op)
+        if op.enabled and op.status == "online" and ({"status", "max_chats", "queue_ids"} & set(data)):
+            routing.route_for_operator(changes, op.id)
     if data.get("enabled") is False or password_hash:
         await ctx.disconnect_operator(op.id)
     return web.json_response(payloads.operator(op))
