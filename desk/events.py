@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from desk.store import Event, Operator, utcnow
+from desk.store import Event, queries, utcnow
 
 CHAT_CREATED = "chat.created"
 CHAT_UPDATED = "chat.updated"
@@ -64,22 +64,27 @@ class Changes:
         counts: dict[int, int] = defaultdict(int)
         for operator_id, _, _ in self._items:
             counts[operator_id] += 1
-        next_seq: dict[int, int] = {}
+        by_count: dict[int, list[int]] = defaultdict(list)
         for operator_id, count in counts.items():
-            # One UPDATE per operator both reserves the numbers and serialises concurrent writers.
-            row = (
-                Operator.update(last_seq=Operator.last_seq + count)
-                .where(Operator.id == operator_id)
-                .returning(Operator.last_seq)
-                .execute()
+            by_count[count].append(operator_id)
+        next_seq: dict[int, int] = {}
+        for count, ids in by_count.items():
+            # One UPDATE reserves the numbers of every operator given as many events, and its row
+            # locks serialise concurrent writers.
+            marks = ", ".join("?" * len(ids))
+            rows = queries.execute(
+                f"UPDATE operator SET last_seq = last_seq + ? WHERE id IN ({marks}) RETURNING id, last_seq",
+                [count, *ids],
             )
-            last = next(iter(row)).last_seq
-            next_seq[operator_id] = last - count + 1
+            for operator_id, last in rows:
+                next_seq[operator_id] = last - count + 1
         records = []
         encoded: dict[int, str] = {}
         now = utcnow()
         rows = []
         for operator_id, name, data in self._items:
+            if operator_id not in next_seq:
+                continue  # the operator was deleted in this transaction
             seq = next_seq[operator_id]
             next_seq[operator_id] = seq + 1
             records.append(Record(operator_id, seq, name, data))

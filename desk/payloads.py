@@ -112,13 +112,15 @@ def messages(items: list[Message]) -> list[dict[str, Any]]:
 
 
 def chat(c: Chat, *, contact_obj: Contact | None = None, provider: str | None = None,
-         last: Message | None = None) -> dict[str, Any]:
+         last: Message | None = None, last_data: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the chat object of CONTRACT §3; pass related rows already loaded to save queries."""
     contact_obj = contact_obj or Contact.get_by_id(c.contact_id)
     if provider is None:
         provider = Channel.select(Channel.provider).where(Channel.id == c.channel_id).scalar()
-    if last is None and c.last_message_id:
+    if last_data is None and last is None and c.last_message_id:
         last = Message.get_or_none(Message.id == c.last_message_id)
+    if last_data is None and last is not None:
+        last_data = message(last)
     return {
         "id": c.id,
         "channel_id": c.channel_id,
@@ -130,7 +132,7 @@ def chat(c: Chat, *, contact_obj: Contact | None = None, provider: str | None = 
         "status": c.status,
         "operator_id": c.operator_id,
         "unread": c.unread,
-        "last_message": message(last) if last is not None else None,
+        "last_message": last_data,
         "last_message_at": iso(c.last_message_at),
         "created_at": iso(c.created_at),
         "closed_at": iso(c.closed_at),

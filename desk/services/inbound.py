@@ -10,13 +10,12 @@ import datetime as dt
 import json
 import logging
 
-import peewee as pw
 
-from desk import events
+from desk import events, payloads
 from desk.context import Context
 from desk.events import Changes
 from desk.services import jobs, notify, routing
-from desk.store import Attachment, Channel, Chat, Contact, Message, Receipt, queries, utcnow
+from desk.store import Attachment, Channel, Chat, Contact, Message, queries, utcnow
 from providers.base import IncomingMessage, ParsedRequest, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -28,12 +27,8 @@ STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
 
 def receive(ctx: Context, changes: Changes, channel: Channel, parsed: ParsedRequest) -> int:
     """Store what one webhook request carries; return how many messages were stored or changed."""
-    if parsed.dedupe_key is not None:
-        try:
-            with Receipt._meta.database.atomic():  # a savepoint: a duplicate must not abort the rest
-                Receipt.create(channel=channel.id, key=parsed.dedupe_key)
-        except pw.IntegrityError:
-            return 0
+    if parsed.dedupe_key is not None and not queries.add_receipt(channel.id, parsed.dedupe_key):
+        return 0
     stored = 0
     targets: dict[str | None, Channel | None] = {None: channel, channel.unique_key: channel}
     for item in parsed.items:
@@ -68,10 +63,10 @@ def _aware_to_naive(value: dt.datetime | None) -> dt.datetime | None:
 
 def _contact(channel: Channel, item: IncomingMessage) -> tuple[Contact, bool]:
     incoming = item.contact
-    contact = Contact.get_or_none((Contact.channel == channel.id) & (Contact.external_id == incoming.external_id))
+    contact = queries.contact_by_external_id(channel.id, incoming.external_id)
     if contact is None:
-        contact = Contact.create(
-            channel=channel.id, external_id=incoming.external_id, name=incoming.name or "",
+        contact = queries.create(
+            Contact, channel=channel.id, external_id=incoming.external_id, name=incoming.name or "",
             username=incoming.username,
         )
         return contact, True
@@ -86,7 +81,7 @@ def _contact(channel: Channel, item: IncomingMessage) -> tuple[Contact, bool]:
 
 
 def _message(ctx: Context, changes: Changes, channel: Channel, item: IncomingMessage) -> int:
-    existing = Message.get_or_none((Message.channel_id == channel.id) & (Message.external_id == item.external_id))
+    existing = queries.message_by_external_id(channel.id, item.external_id)
     if existing is not None:
         if not item.is_edit or existing.text == item.text:
             return 0  # a repeated delivery, or an edit that changed nothing we show
@@ -105,36 +100,40 @@ def _message(ctx: Context, changes: Changes, channel: Channel, item: IncomingMes
     created = chat is None
     now = utcnow()
     if chat is None:
-        chat = Chat.create(
-            channel=channel.id, contact=contact.id, external_id=item.chat_external_id,
+        chat = queries.create(
+            Chat, channel=channel.id, contact=contact.id, external_id=item.chat_external_id,
             title=item.chat_title, queue=channel.queue_id, status="new", last_message_at=now, created_at=now,
         )
-    message = Message.create(
-        chat=chat.id, channel_id=channel.id, direction="in", text=item.text, author_type="contact",
+    message = queries.create(
+        Message, chat=chat.id, channel_id=channel.id, direction="in", text=item.text, author_type="contact",
         author_id=contact.id, author_name=contact.name or contact.username or contact.external_id,
         status="received", external_id=item.external_id, created_at=now,
         edited_at=now if item.is_edit else None,
     )
+    attachments = []
     for incoming in item.attachments:
         attachment = Attachment.create(
             message=message.id, kind=incoming.kind, file_name=incoming.file_name, mime=incoming.mime,
             size=incoming.size, ref=incoming.ref, ready=incoming.ref is None, meta=json.dumps(incoming.meta),
         )
+        attachments.append(attachment)
         if incoming.ref is not None:
             jobs.enqueue(ctx, changes, jobs.FETCH_ATTACHMENT, attachment.id)
     chat.unread += 1
     chat.last_message_id = message.id
     chat.last_message_at = now
-    Chat.update(unread=Chat.unread + 1, last_message_id=message.id, last_message_at=now).where(Chat.id == chat.id).execute()
+    queries.execute("UPDATE chat SET unread = unread + 1, last_message_id = ?, last_message_at = ? WHERE id = ?",
+                    (message.id, Chat.last_message_at.db_value(now), chat.id))
     if new_contact or contact.profile_checked_at is None or contact.profile_checked_at < now - PROFILE_REFRESH:
         if not jobs.pending(jobs.FETCH_PROFILE, contact.id):
             jobs.enqueue(ctx, changes, jobs.FETCH_PROFILE, contact.id, chat_id=chat.id)
 
     watchers = queries.watchers(chat)
-    data = notify.chat_payload(chat, contact, message)
+    message_data = payloads.message(message, attachments)
+    data = notify.chat_payload(chat, contact, provider=channel.provider, last_data=message_data)
     if created:
         changes.add(sorted(watchers), events.CHAT_CREATED, data)
-    notify.message_event(changes, events.MESSAGE_CREATED, message, watchers)
+    notify.message_event(changes, events.MESSAGE_CREATED, message, watchers, message_data)
     if not created:
         changes.add(sorted(watchers), events.CHAT_UPDATED, data)
     notify.unread(changes, watchers)

@@ -9,18 +9,17 @@ from desk.events import Changes
 from desk.store import Chat, Contact, Message, Operator, queries
 
 
-def chat_payload(chat: Chat, contact: Contact | None = None, last: Message | None = None) -> dict:
+def chat_payload(chat: Chat, contact: Contact | None = None, last: Message | None = None, *,
+                 provider: str | None = None, last_data: dict | None = None) -> dict:
     """Return the chat object for events."""
-    return payloads.chat(chat, contact_obj=contact, last=last)
+    return payloads.chat(chat, contact_obj=contact, last=last, provider=provider, last_data=last_data)
 
 
 def unread(changes: Changes, operator_ids: Iterable[int]) -> None:
     """Record each operator's recomputed counters as ``unread.updated``."""
-    ids = sorted(set(operator_ids))
-    if not ids:
-        return
-    ops = {op.id: op for op in Operator.select().where(Operator.id.in_(ids))}
-    changes.add_each((i for i in ids if i in ops), events.UNREAD_UPDATED, lambda i: queries.unread_counts(ops[i]))
+    counts = queries.unread_counts_many(sorted(set(operator_ids)))
+    for operator_id in sorted(counts):
+        changes.add((operator_id,), events.UNREAD_UPDATED, counts[operator_id])
 
 
 def chat_changed(
@@ -48,9 +47,10 @@ def chat_changed(
     return now
 
 
-def message_event(changes: Changes, name: str, message: Message, operator_ids: Iterable[int]) -> dict:
+def message_event(changes: Changes, name: str, message: Message, operator_ids: Iterable[int],
+                  data: dict | None = None) -> dict:
     """Record ``message.created`` or ``message.updated`` for the operators given."""
-    data = payloads.message(message)
+    data = data or payloads.message(message)
     changes.add(sorted(set(operator_ids)), name, data)
     return data
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
 import peewee as pw
 
-from desk.store.models import Chat, Message, Operator, OperatorQueue
+from desk.store.db import database
+from desk.store.models import Chat, Contact, Message, Operator, OperatorQueue, Receipt, utcnow
 
 OPEN = ("new", "active")
 
@@ -14,24 +18,74 @@ def queue_ids(operator_id: int) -> list[int]:
     return [row.queue_id for row in OperatorQueue.select(OperatorQueue.queue).where(OperatorQueue.operator == operator_id)]
 
 
+_SQL_CACHE: dict[str, str] = {}
+M = TypeVar("M", bound=pw.Model)
+
+
+def _param(sql: str) -> str:
+    """Return ``sql`` with ``?`` placeholders in the bound database's style."""
+    text = _SQL_CACHE.get(sql)
+    if text is None:
+        text = _SQL_CACHE[sql] = sql.replace("?", database.obj.param)
+    return text
+
+
+def execute(sql: str, params: Sequence[Any] = ()) -> Any:
+    """Run a hand-written statement (``?`` placeholders) on the bound database; return the cursor.
+
+    The hot path of a webhook uses these: building the same statements through peewee's query
+    builder costs more than running them.
+    """
+    return database.execute_sql(_param(sql), tuple(params))
+
+
 def admin_ids() -> set[int]:
     """Return the ids of enabled admins."""
-    return {row.id for row in Operator.select(Operator.id).where((Operator.role == "admin") & (Operator.enabled == True))}  # noqa: E712
+    return {row[0] for row in execute("SELECT id FROM operator WHERE role = 'admin' AND enabled = ?", (True,))}
+
+
+WATCHERS_SQL = (
+    "SELECT id FROM operator WHERE enabled = ? AND (role = 'admin' OR id = ? OR "
+    "(? AND id IN (SELECT operator_id FROM operator_queue WHERE queue_id = ?)))"
+)
 
 
 def watchers(chat: Chat) -> set[int]:
     """Return the operators who may see ``chat`` as it is now (CONTRACT §4, "who sees what")."""
-    ids = admin_ids()
-    if chat.operator_id:
-        ids.add(chat.operator_id)
-    if chat.status == "new" and chat.queue_id:
-        members = (
-            OperatorQueue.select(OperatorQueue.operator)
-            .join(Operator)
-            .where((OperatorQueue.queue == chat.queue_id) & (Operator.enabled == True))  # noqa: E712
-        )
-        ids.update(row.operator_id for row in members)
-    return ids
+    waiting = chat.status == "new" and chat.queue_id is not None
+    params = (True, chat.operator_id or -1, waiting, chat.queue_id or -1)
+    return {row[0] for row in execute(WATCHERS_SQL, params)}
+
+
+def unread_counts_many(operator_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Return each operator's ``{chats, messages}`` with two queries, whatever their number."""
+    if not operator_ids:
+        return {}
+    marks = ", ".join("?" * len(operator_ids))
+    roles: dict[int, str] = {}
+    member_of: dict[int, set[int]] = {}
+    rows = execute(
+        f"SELECT o.id, o.role, oq.queue_id FROM operator o LEFT JOIN operator_queue oq ON oq.operator_id = o.id "
+        f"WHERE o.id IN ({marks})", operator_ids,
+    )
+    for op_id, role, queue_id in rows:
+        roles[op_id] = role
+        if queue_id is not None:
+            member_of.setdefault(op_id, set()).add(queue_id)
+    groups = list(execute(
+        "SELECT operator_id, queue_id, status, COUNT(*), SUM(unread) FROM chat "
+        "WHERE unread > 0 AND status IN ('new', 'active') GROUP BY operator_id, queue_id, status"
+    ))
+    result = {}
+    for op_id, role in roles.items():
+        queues = member_of.get(op_id, set())
+        chats = messages = 0
+        for owner, queue_id, status, count, total in groups:
+            if role == "admin" or owner == op_id or (status == "new" and queue_id in queues):
+                chats += count
+                messages += int(total)
+        result[op_id] = {"chats": chats, "messages": messages}
+    return result
 
 
 def can_see(op: Operator, chat: Chat) -> bool:
@@ -84,12 +138,52 @@ def message_page(chat_id: int, *, before: int | None, after: int | None, limit: 
 
 def open_chat(channel_id: int, external_id: str) -> Chat | None:
     """Return the conversation's open chat in the channel, if any."""
-    return (
-        Chat.select()
-        .where((Chat.channel == channel_id) & (Chat.external_id == external_id) & Chat.status.in_(OPEN))
-        .order_by(Chat.id.desc())
-        .first()
+    rows = Chat.raw(
+        _param("SELECT * FROM chat WHERE channel_id = ? AND external_id = ? AND status IN ('new', 'active') "
+               "ORDER BY id DESC LIMIT 1"), channel_id, external_id,
     )
+    return next(iter(rows), None)
+
+
+def message_by_external_id(channel_id: int, external_id: str) -> Message | None:
+    """Return the channel's message with the messenger's id, if stored."""
+    rows = Message.raw(_param("SELECT * FROM message WHERE channel_id = ? AND external_id = ?"), channel_id, external_id)
+    return next(iter(rows), None)
+
+
+def contact_by_external_id(channel_id: int, external_id: str) -> Contact | None:
+    """Return the channel's contact with the messenger's id, if known."""
+    rows = Contact.raw(_param("SELECT * FROM contact WHERE channel_id = ? AND external_id = ?"), channel_id, external_id)
+    return next(iter(rows), None)
+
+
+def add_receipt(channel_id: int, key: str) -> bool:
+    """Record a webhook delivery key; False when it was recorded before (a duplicate delivery)."""
+    rows = execute(
+        "INSERT INTO receipt (channel_id, key, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+        (channel_id, key, Receipt.created_at.db_value(utcnow())),
+    )
+    return rows.fetchone() is not None
+
+
+_INSERT_CACHE: dict[tuple[str, tuple[str, ...]], tuple[str, list[pw.Field]]] = {}
+
+
+def create(model: type[M], **values: Any) -> M:
+    """Insert a row with a cached statement and return the instance (``Model.create`` without the query builder)."""
+    values = {**model._meta.get_default_dict(), **values}
+    names = tuple(values)
+    key = (model._meta.table_name, names)
+    cached = _INSERT_CACHE.get(key)
+    if cached is None:
+        fields = [model._meta.fields[name] for name in names]
+        columns = ", ".join(f'"{f.column_name}"' for f in fields)
+        marks = ", ".join("?" * len(fields))
+        cached = _INSERT_CACHE[key] = (f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks}) RETURNING id', fields)
+    sql, fields = cached
+    params = [field.db_value(values[field.name]) for field in fields]
+    new_id = execute(sql, params).fetchone()[0]
+    return model(id=new_id, **values)
 
 
 def active_count(operator_id: int) -> int:
