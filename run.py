@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("login")
     create.add_argument("--name", required=True)
     create.add_argument("--admin", action="store_true", help="make the operator an admin")
-    add_arguments(create)
+    add_arguments(create, default=argparse.SUPPRESS)
     return parser
 
 

@@ -54,15 +54,19 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip().rstrip("/") for part in (value or "").split(",") if part.strip())
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the serve flags of CONTRACT §1 to ``parser``."""
-    parser.add_argument("--host")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--db", dest="database_url")
-    parser.add_argument("--media", dest="media_dir")
-    parser.add_argument("--public-url", dest="public_url")
-    parser.add_argument("--redis", dest="redis_url")
-    parser.add_argument("--embed-origins", dest="embed_origins")
+def add_arguments(parser: argparse.ArgumentParser, *, default: object = None) -> None:
+    """Add the serve flags of CONTRACT §1 to ``parser``.
+
+    A subcommand's parser passes ``default=argparse.SUPPRESS``, so that a flag given before the
+    subcommand is not overwritten by the subcommand's own unset default.
+    """
+    parser.add_argument("--host", default=default)
+    parser.add_argument("--port", type=int, default=default)
+    parser.add_argument("--db", dest="database_url", default=default)
+    parser.add_argument("--media", dest="media_dir", default=default)
+    parser.add_argument("--public-url", dest="public_url", default=default)
+    parser.add_argument("--redis", dest="redis_url", default=default)
+    parser.add_argument("--embed-origins", dest="embed_origins", default=default)
 
 
 def from_env(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:

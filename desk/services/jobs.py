@@ -158,6 +158,9 @@ class Worker:
         return claimed == 1
 
     async def _run(self, job: Job) -> None:
+        # A send may take longer than the lease (uploads, a slow messenger, a rate-limit wait):
+        # keep the claim alive so that no other process sends the same reply meanwhile (R6).
+        keeper = asyncio.create_task(self._keep_lease(job))
         try:
             async with self._slots:
                 handler = self.handlers.get(job.kind)
@@ -170,12 +173,31 @@ class Worker:
                     except Exception as exc:  # a bug or an unexpected failure: retry later, keep the job
                         log.exception("job %s (%s) failed", job.id, job.kind)
                         result = Retry(backoff(job.attempts + 1), error=repr(exc))
+                keeper.cancel()
                 self._finish(job, result)
         finally:
+            keeper.cancel()
             self._running.discard(job.id)
-            self._busy_chats.discard(job.chat_id)
             if job.kind == SEND:
+                self._busy_chats.discard(job.chat_id)
                 self.ctx.wake.set()  # the chat's next reply may go now
+
+    async def _keep_lease(self, job: Job) -> None:
+        lease = self.ctx.settings.job_lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                kept = (
+                    Job.update(lease_until=utcnow() + dt.timedelta(seconds=lease))
+                    .where((Job.id == job.id) & (Job.lease_owner == self.owner))
+                    .execute()
+                )
+            except Exception:  # the database went away for a moment: try again on the next beat
+                log.exception("renewing the lease of job %s failed", job.id)
+                continue
+            if not kept:
+                log.warning("job %s is no longer claimed by this process", job.id)
+                return
 
     def _finish(self, job: Job, result: Retry | None) -> None:
         mine = (Job.id == job.id) & (Job.lease_owner == self.owner)
@@ -191,8 +213,13 @@ class Worker:
         ).where(mine).execute()
 
     async def stop(self) -> None:
-        """Cancel running jobs; their leases run out and another process (or a restart) takes them."""
+        """Cancel running jobs and release their claims, so that a restart or another process takes them at once."""
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            # A cancelled send may have reached the messenger: it goes again (at least once, CONTRACT §8).
+            Job.update(lease_owner=None, lease_until=None).where(Job.lease_owner == self.owner).execute()
+        except Exception:  # the database is gone too: the leases run out instead
+            log.exception("releasing this process's jobs failed")

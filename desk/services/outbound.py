@@ -136,12 +136,14 @@ async def send_job(ctx: Context, job: Job) -> jobs.Retry | None:
     try:
         result = await provider.send(OutgoingMessage(chat.external_id, message.text, message.id, attachment))
     except SendError as exc:
+        if exc.retry_after and not exc.permanent:
+            # The messenger said when to come back (a 429): waiting is honouring it, not a failed attempt.
+            worker_limiter(ctx).block(channel.id, chat.external_id, exc.retry_after)
+            return jobs.Retry(exc.retry_after, error=exc.reason, counts=False)
         if exc.permanent or job.attempts + 1 >= MAX_SEND_ATTEMPTS:
             _set_status(ctx, message.id, "failed", error=exc.reason)
             return None
-        if exc.retry_after:
-            worker_limiter(ctx).block(channel.id, chat.external_id, exc.retry_after)
-        return jobs.Retry(exc.retry_after or jobs.backoff(job.attempts + 1), error=exc.reason)
+        return jobs.Retry(jobs.backoff(job.attempts + 1), error=exc.reason)
     _set_status(ctx, message.id, "sent", external_id=result.external_id)
     return None
 
