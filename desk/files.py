@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import os
 import secrets
@@ -29,6 +30,18 @@ def safe_name(file_name: str | None, mime: str | None) -> str:
     return f"{token[:2]}/{token}{ext}"
 
 
+def _discard_opened(opening: asyncio.Future) -> None:
+    """Close and remove a file whose opener was cancelled while a thread was opening it."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    handle = opening.result()
+    handle._file.close()  # the thread is done: closing directly is instant
+    try:
+        os.remove(handle.name)
+    except OSError:
+        pass
+
+
 async def store_stream(media_dir: Path, chunks: AsyncIterator[bytes], *, limit: int, file_name: str | None,
                        mime: str | None) -> tuple[str, int]:
     """Write ``chunks`` to a new file under ``media_dir``; return (relative path, size)."""
@@ -38,12 +51,22 @@ async def store_stream(media_dir: Path, chunks: AsyncIterator[bytes], *, limit: 
     partial = target.with_name(target.name + ".part")
     size = 0
     try:
-        async with aiofiles.open(partial, "wb") as out:
+        # aiofiles runs each call in a thread. Shielded: a download cancelled at shutdown must
+        # still close its file (the thread finishes the call either way), or the handle leaks.
+        opening = asyncio.ensure_future(aiofiles.open(partial, "wb"))
+        try:
+            out = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_discard_opened)
+            raise
+        try:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
                     raise FileTooLarge(f"the file is larger than {limit // (1024 * 1024)} MB")
                 await out.write(chunk)
+        finally:
+            await asyncio.shield(out.close())
         await aiofiles.os.replace(partial, target)
     except BaseException:
         try:
