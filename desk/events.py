@@ -80,7 +80,7 @@ class Changes:
                 next_seq[operator_id] = last - count + 1
         records = []
         encoded: dict[int, str] = {}
-        now = utcnow()
+        now = Event.created_at.db_value(utcnow())
         rows = []
         for operator_id, name, data in self._items:
             if operator_id not in next_seq:
@@ -91,9 +91,11 @@ class Changes:
             text = encoded.get(id(data))
             if text is None:
                 text = encoded[id(data)] = json.dumps(data, separators=(",", ":"))
-            rows.append({"operator": operator_id, "seq": seq, "name": name, "data": text, "created_at": now})
+            rows.append((operator_id, seq, name, text, now))
+        # Cached multi-row INSERTs: peewee's insert_many builds its SQL anew each time, which cost
+        # more than the insert itself on the webhook path (bench/RESULTS.md).
         for start in range(0, len(rows), 500):
-            Event.insert_many(rows[start : start + 500]).execute()
+            queries.insert_rows(Event, ("operator", "seq", "name", "data", "created_at"), rows[start : start + 500])
         self._items.clear()
         return records
 

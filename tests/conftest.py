@@ -18,6 +18,7 @@ from desk.app import create_app
 from desk.services import auth
 from desk.settings import Settings
 from desk.store import Channel
+from tests.fakes.api_callback import fake_callback  # noqa: F401  (pytest fixture)
 from tests.fakes.facebook import fake_facebook  # noqa: F401  (pytest fixture)
 from tests.fakes.telegram import fake_telegram  # noqa: F401  (pytest fixture)
 

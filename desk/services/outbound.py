@@ -103,7 +103,7 @@ def _set_status(ctx: Context, message_id: int, status: str, *, error: str | None
         message = Message.get_by_id(message_id)
         message.status = status
         message.error = error
-        if external_id is not None:
+        if external_id:  # some sends come back without an id (Graph with a user_ref)
             message.external_id = external_id
         message.save()
         notify.message_event(changes, events.MESSAGE_UPDATED, message, queries.watchers(Chat.get_by_id(message.chat_id)))

@@ -144,7 +144,7 @@ class Message(BaseModel):
 
     class Meta:
         indexes = (
-            (("channel_id", "external_id"), True),
+            (("channel_id", "direction", "external_id"), True),
             (("chat", "client_id"), True),
             (("chat", "id"), False),
         )

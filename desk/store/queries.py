@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import peewee as pw
 
 from desk.store.db import database
-from desk.store.models import Chat, Contact, Message, Operator, OperatorQueue, Receipt, utcnow
+from desk.store.models import Channel, Chat, Contact, Message, Operator, OperatorQueue, Receipt, utcnow
 
 OPEN = ("new", "active")
 
@@ -146,8 +146,9 @@ def open_chat(channel_id: int, external_id: str) -> Chat | None:
 
 
 def message_by_external_id(channel_id: int, external_id: str) -> Message | None:
-    """Return the channel's message with the messenger's id, if stored."""
-    rows = Message.raw(_param("SELECT * FROM message WHERE channel_id = ? AND external_id = ?"), channel_id, external_id)
+    """Return the channel's customer message with the messenger's id, if stored."""
+    rows = Message.raw(_param("SELECT * FROM message WHERE channel_id = ? AND direction = 'in' AND external_id = ?"),
+                       channel_id, external_id)
     return next(iter(rows), None)
 
 
@@ -184,6 +185,28 @@ def create(model: type[M], **values: Any) -> M:
     params = [field.db_value(values[field.name]) for field in fields]
     new_id = execute(sql, params).fetchone()[0]
     return model(id=new_id, **values)
+
+
+_MANY_CACHE: dict[tuple[str, tuple[str, ...], int], str] = {}
+
+
+def insert_rows(model: type[pw.Model], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Insert rows of already converted values with one cached multi-row INSERT (no query building)."""
+    if not rows:
+        return
+    key = (model._meta.table_name, tuple(names), len(rows))
+    sql = _MANY_CACHE.get(key)
+    if sql is None:
+        columns = ", ".join(f'"{model._meta.fields[name].column_name}"' for name in names)
+        row = "(" + ", ".join("?" * len(names)) + ")"
+        sql = _MANY_CACHE[key] = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ' + ", ".join([row] * len(rows))
+    execute(sql, [value for values in rows for value in values])
+
+
+def channel_by_id(channel_id: int) -> Channel | None:
+    """Return the channel with this id, if any (every webhook looks its channel up)."""
+    rows = Channel.raw(_param("SELECT * FROM channel WHERE id = ?"), channel_id)
+    return next(iter(rows), None)
 
 
 def active_count(operator_id: int) -> int:
