@@ -63,7 +63,7 @@ async def store_stream(media_dir: Path, chunks: AsyncIterator[bytes], *, limit: 
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise FileTooLarge(f"the file is larger than {limit // (1024 * 1024)} MB")
+                    raise FileTooLarge(f"the file is larger than the limit of {_human(limit)}")
                 await out.write(chunk)
         finally:
             await asyncio.shield(out.close())
@@ -75,6 +75,15 @@ async def store_stream(media_dir: Path, chunks: AsyncIterator[bytes], *, limit: 
             pass
         raise
     return relative, size
+
+
+def _human(size: int) -> str:
+    """Return a byte count for people: 25 MB, 512 KB, 100 bytes."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):g} MB"
+    if size >= 1024:
+        return f"{size / 1024:g} KB"
+    return f"{size} bytes"
 
 
 def resolve(media_dir: Path, relative: str) -> Path:

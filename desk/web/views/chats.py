@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 from urllib.parse import quote
 
+import aiofiles.os
 from aiohttp import web
 
 from desk import payloads
@@ -127,25 +128,38 @@ async def _read_upload(request: web.Request) -> tuple[dict, dict | None]:
     reader = await request.multipart()
     fields: dict[str, str] = {}
     upload = None
-    async for part in reader:
-        if part.name == "file" and part.filename is not None:
-            if upload is not None:
-                raise Invalid("one file per reply", fields={"file": "one file per reply"})
-            mime = part.headers.get("Content-Type") or mimetypes.guess_type(part.filename)[0] or "application/octet-stream"
+    try:
+        async for part in reader:
+            if part.name == "file" and part.filename is not None:
+                if upload is not None:
+                    raise Invalid("one file per reply", fields={"file": "one file per reply"})
+                mime = part.headers.get("Content-Type") or mimetypes.guess_type(part.filename)[0] or "application/octet-stream"
 
-            async def chunks(part=part):
-                while chunk := await part.read_chunk(64 * 1024):
-                    yield chunk
+                async def chunks(part=part):
+                    while chunk := await part.read_chunk(64 * 1024):
+                        yield chunk
 
-            try:
-                path, size = await store_stream(ctx.settings.media_dir, chunks(), limit=ctx.settings.upload_limit,
-                                                file_name=part.filename, mime=mime)
-            except FileTooLarge as exc:
-                raise TooLarge(str(exc)) from exc
-            upload = {"path": path, "file_name": part.filename, "mime": mime, "size": size, "kind": _kind_of(mime)}
-        elif part.name in ("text", "client_id"):
-            fields[part.name] = (await part.read(decode=True)).decode("utf-8", "replace")[: outbound.MAX_TEXT + 1]
+                try:
+                    path, size = await store_stream(ctx.settings.media_dir, chunks(), limit=ctx.settings.upload_limit,
+                                                    file_name=part.filename, mime=mime)
+                except FileTooLarge as exc:
+                    raise TooLarge(str(exc)) from exc
+                upload = {"path": path, "file_name": part.filename, "mime": mime, "size": size, "kind": _kind_of(mime)}
+            elif part.name in ("text", "client_id"):
+                fields[part.name] = (await part.read(decode=True)).decode("utf-8", "replace")[: outbound.MAX_TEXT + 1]
+    except BaseException:
+        if upload is not None:
+            await _discard(request, upload["path"])
+        raise
     return fields, upload
+
+
+async def _discard(request: web.Request, relative: str) -> None:
+    """Remove an uploaded file that no message keeps."""
+    try:
+        await aiofiles.os.remove(resolve(request.app[context_key].settings.media_dir, relative))
+    except OSError:
+        pass
 
 
 async def send(request: web.Request) -> web.Response:
@@ -158,8 +172,15 @@ async def send(request: web.Request) -> web.Response:
         data, upload = await read_json(request), None
         if "text" in data and not isinstance(data["text"], str):
             raise Invalid("text must be a string", fields={"text": "not text"})
-    message, created = outbound.reply(request.app[context_key], op, chat, data.get("text") or "",
-                                      client_id=data.get("client_id"), upload=upload)
+    try:
+        message, created = outbound.reply(request.app[context_key], op, chat, data.get("text") or "",
+                                          client_id=data.get("client_id"), upload=upload)
+    except BaseException:
+        if upload is not None:
+            await _discard(request, upload["path"])
+        raise
+    if upload is not None and not created:
+        await _discard(request, upload["path"])  # the same client_id again: the first file is the one kept
     return web.json_response(payloads.message(message), status=201 if created else 200)
 
 

@@ -44,9 +44,16 @@ async def events(request: web.Request) -> web.Response:
     if rows:
         latest = max(latest, rows[-1][0])
     # The payloads are stored as JSON text: splice them in rather than decode and encode again.
-    parts = [f'{{"seq":{seq},"event":"{name}","data":{data}}}' for seq, name, data in rows]
+    parts = [f'{{"seq":{seq},"event":"{name}","data":{_with_seq(data, seq)}}}' for seq, name, data in rows]
     body = f'{{"events":[{",".join(parts)}],"seq":{latest}}}'
     return web.Response(text=body, content_type="application/json")
+
+
+def _with_seq(data: str, seq: int) -> str:
+    """Return a stored payload (a JSON object without seq) as it was emitted: with ``seq`` added."""
+    body = data.rstrip()[:-1].rstrip()
+    separator = "" if body == "{" else ","
+    return f'{body}{separator}"seq":{seq}}}'
 
 
 def prune_events() -> int:
