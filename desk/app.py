@@ -14,17 +14,19 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from desk import keys
+from desk import actions, keys
 from desk.context import Context
 from desk.events import Bus
 from desk.realtime.listener import Listener
-from desk.realtime.server import create_server
-from desk.services import auth, fetch, jobs, outbound
+from desk.realtime.server import close_transports, create_server
+from desk.services import auth, chat_actions, fetch, jobs, outbound
 from desk.settings import Settings
 from desk.store import Queue, database, open_database
 from desk.store.migrate import migrate
 from desk.web.middlewares import auth_middleware, csrf_middleware, errors_middleware
 from desk.web.routes import setup_routes
+from desk.web.security import headers_middleware
+from desk.web.views.pages import error_pages_middleware
 from desk.web.views.system import prune_events
 from providers import Registry, discover
 
@@ -41,9 +43,12 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> web.A
     registry = registry or discover()
     ctx = Context(settings, registry, Bus())
     ctx.throttle = auth.LoginThrottle()
-    # Order: errors outermost so every failure below becomes a JSON error; auth before CSRF,
-    # which needs to know whether the request came with the session cookie.
-    app = web.Application(middlewares=[errors_middleware, auth_middleware, csrf_middleware],
+    ctx.actions = actions.discover()
+    # Order: security headers outermost so every answer gets them, error pages included; then
+    # the HTML error pages, then errors so every failure below becomes a JSON error; auth before
+    # CSRF, which needs to know whether the request came with the session cookie.
+    app = web.Application(middlewares=[headers_middleware, error_pages_middleware, errors_middleware,
+                                       auth_middleware, csrf_middleware],
                           client_max_size=settings.upload_limit + 1024 * 1024)
     app[keys.settings_key] = settings
     app[keys.context_key] = ctx
@@ -51,6 +56,8 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> web.A
     sio = create_server(ctx, cors_origins=None)
     sio.attach(app)
     app[keys.sio_key] = sio
+    # On shutdown, before aiohttp waits for open connections to finish: drop the websockets.
+    app.on_shutdown.append(lambda _: close_transports(sio))
     listener = Listener(sio)
     ctx.bus.subscribe(listener)
     ctx.disconnect_operator = listener.disconnect_operator
@@ -72,7 +79,7 @@ def _database(ctx: Context):
         migrate(db)
         if not Queue.select().exists():
             with contextlib.suppress(Exception):
-                Queue.create(name="General", routing="manual", actions=json.dumps(["accept", "transfer", "close"]))
+                Queue.create(name="General", routing="manual", actions=json.dumps(chat_actions.default_codes(ctx)))
         ctx.secret_key = ctx.settings.secret_key or auth.setting("secret_key", lambda: secrets.token_urlsafe(48))
         ctx.embed_secret = ctx.settings.embed_secret or auth.setting("embed_secret", lambda: secrets.token_urlsafe(48))
         ctx.settings.media_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +104,7 @@ def _workers(ctx: Context, listener: Listener):
             jobs.SEND: outbound.send_job,
             jobs.FETCH_ATTACHMENT: fetch.attachment_job,
             jobs.FETCH_PROFILE: fetch.profile_job,
+            jobs.ACTION: chat_actions.action_job,
         })
         ctx.worker = worker
         tasks = []

@@ -42,6 +42,8 @@ class Context:
         self.wake = asyncio.Event()
         self._providers: dict[int, tuple[str, Provider]] = {}
         self.throttle: Any = None
+        # Chat actions from the ``desk.chat_actions`` entry points, by code (the app fills it).
+        self.actions: dict[str, Any] = {}
         self.worker: Any = None
         # Set by the realtime layer: drop sockets of an operator or of a revoked token.
         self.disconnect_operator: Callable[[int], Awaitable[None]] = _nothing

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 SEND = "send"
 FETCH_ATTACHMENT = "attachment"
 FETCH_PROFILE = "profile"
+ACTION = "action"
 
 # Jobs run at once per process: sends to different chats, downloads.
 CONCURRENCY = 16
@@ -48,9 +49,10 @@ class Retry:
 Handler = Callable[[Context, Job], Awaitable[Retry | None]]
 
 
-def enqueue(ctx: Context, changes: Changes, kind: str, ref_id: int, *, chat_id: int | None = None) -> Job:
+def enqueue(ctx: Context, changes: Changes, kind: str, ref_id: int, *, chat_id: int | None = None,
+            payload: str | None = None) -> Job:
     """Add a job in the current transaction and wake the worker once it commits."""
-    job = Job.create(kind=kind, ref_id=ref_id, chat_id=chat_id, next_attempt_at=utcnow())
+    job = Job.create(kind=kind, ref_id=ref_id, chat_id=chat_id, next_attempt_at=utcnow(), payload=payload)
     changes.after_commit.append(ctx.wake.set)
     return job
 

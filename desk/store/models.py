@@ -201,6 +201,7 @@ class Job(BaseModel):
     lease_owner = pw.CharField(max_length=64, null=True)
     lease_until = pw.DateTimeField(null=True)
     last_error = pw.TextField(null=True)
+    payload = pw.TextField(null=True)  # JSON, for jobs that need more than ref_id
     created_at = pw.DateTimeField(default=utcnow)
 
     class Meta:

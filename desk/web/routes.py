@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from desk.web.views import admin, chats, session, system, webhooks
+from desk.web.views import admin, chats, pages, session, system, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
@@ -28,6 +28,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/api/chats/{id}/close", chats.close, name="api-chat-close")
     r.add_post("/api/chats/{id}/transfer", chats.transfer, name="api-chat-transfer")
     r.add_get("/api/chats/{id}/actions", chats.actions, name="api-chat-actions")
+    r.add_post("/api/chats/{id}/actions/{code}", chats.run_action, name="api-chat-action")
     r.add_get("/api/chats/{id}/messages", chats.list_messages, name="api-chat-messages")
     r.add_post("/api/chats/{id}/messages", chats.send, name="api-chat-send")
     r.add_post("/api/chats/{id}/messages/{message_id}/retry", chats.retry, name="api-message-retry")
@@ -49,3 +50,15 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/api/operators", admin.create_operator)
     r.add_patch("/api/operators/{id}", admin.update_operator, name="api-operator")
     r.add_delete("/api/operators/{id}", admin.delete_operator)
+    r.add_get("/api/settings", admin.get_settings, name="api-settings")
+    r.add_patch("/api/settings", admin.update_settings)
+    r.add_post("/api/settings/embed-secret", admin.rotate_embed_secret, name="api-embed-secret")
+
+    # The browser pages (CONTRACT §2).
+    r.add_get("/", pages.desk_page, name="desk")
+    r.add_get("/setup", pages.setup_form, name="setup")
+    r.add_post("/setup", pages.setup_submit)
+    r.add_get("/login", pages.login_form, name="login")
+    r.add_post("/login", pages.login_submit)
+    r.add_post("/logout", pages.logout, name="logout")
+    r.add_get("/embed", pages.embed_page, name="embed")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import secrets
 
 import peewee as pw
 from aiohttp import web
 
 from desk import payloads
 from desk.keys import context_key
-from desk.services import assignment, auth, channels, notify, routing
+from desk.services import assignment, auth, channels, chat_actions, notify, routing, transcript
+from desk.web import security
 from desk.services.errors import Conflict, Invalid, NotFound
-from desk.store import Channel, Chat, Operator, OperatorQueue, Queue, Token, atomic
+from desk.store import Channel, Chat, Operator, OperatorQueue, Queue, Setting, Token, atomic
 from desk.web.middlewares import require_admin, require_operator
 from desk.web.util import path_id, read_json
 
@@ -77,7 +79,7 @@ async def channel_health(request: web.Request) -> web.Response:
     })
 
 
-def _queue_fields(data: dict, *, partial: bool) -> dict:
+def _queue_fields(data: dict, *, partial: bool, known: dict[str, str]) -> dict:
     errors, values = {}, {}
     if not partial or "name" in data:
         name = data.get("name")
@@ -92,7 +94,7 @@ def _queue_fields(data: dict, *, partial: bool) -> dict:
             values["routing"] = data["routing"]
     if "actions" in data:
         actions = data["actions"]
-        if not isinstance(actions, list) or not all(a in assignment.BUILTIN_ACTIONS for a in actions):
+        if not isinstance(actions, list) or not all(isinstance(a, str) and a in known for a in actions):
             errors["actions"] = "actions is a list of known action codes"
         else:
             values["actions"] = json.dumps(actions)
@@ -110,8 +112,9 @@ async def list_queues(request: web.Request) -> web.Response:
 async def create_queue(request: web.Request) -> web.Response:
     """POST /api/queues: a new queue gets every built-in action."""
     require_admin(request)
-    values = _queue_fields(await read_json(request), partial=False)
-    values.setdefault("actions", json.dumps(list(assignment.BUILTIN_ACTIONS)))
+    ctx = request.app[context_key]
+    values = _queue_fields(await read_json(request), partial=False, known=chat_actions.known_codes(ctx))
+    values.setdefault("actions", json.dumps(chat_actions.default_codes(ctx)))
     try:
         with atomic():
             queue = Queue.create(**values)
@@ -131,7 +134,8 @@ async def update_queue(request: web.Request) -> web.Response:
     """PATCH /api/queues/{id}."""
     require_admin(request)
     queue = _queue(request)
-    values = _queue_fields(await read_json(request), partial=True)
+    values = _queue_fields(await read_json(request), partial=True,
+                           known=chat_actions.known_codes(request.app[context_key]))
     try:
         with atomic():
             Queue.update(**values).where(Queue.id == queue.id).execute() if values else None
@@ -229,3 +233,63 @@ async def delete_operator(request: web.Request) -> web.Response:
     op.delete_instance(recursive=True)
     await request.app[context_key].disconnect_operator(op.id)
     return web.Response(status=204)
+
+
+def _put_setting(key: str, value: str) -> None:
+    """Insert or replace one stored setting."""
+    Setting.insert(key=key, value=value).on_conflict(conflict_target=[Setting.key], update={Setting.value: value}).execute()
+
+
+def _settings_payload(request: web.Request) -> dict:
+    ctx = request.app[context_key]
+    row = Setting.get_or_none(Setting.key == security.EMBED_ORIGINS_SETTING)
+    stored = json.loads(row.value) if row is not None else []
+    return {
+        "embed_origins": stored,
+        "embed_origins_from_env": list(ctx.settings.embed_origins),
+        "embed_secret": ctx.embed_secret,
+        "embed_secret_from_env": bool(ctx.settings.embed_secret),
+        "transcript_url": transcript.transcript_url(),
+        "transcript_secret": transcript.transcript_secret(),
+    }
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    """GET /api/settings: embedding and transcript settings, secrets included (admins only)."""
+    require_admin(request)
+    return web.json_response(_settings_payload(request))
+
+
+async def update_settings(request: web.Request) -> web.Response:
+    """PATCH /api/settings: ``embed_origins`` (list of origins), ``transcript_url`` (http(s) URL or null)."""
+    require_admin(request)
+    data = await read_json(request)
+    errors: dict[str, str] = {}
+    if "embed_origins" in data:
+        origins = data["embed_origins"]
+        if not isinstance(origins, list) or not all(security.is_origin(str(o).rstrip("/")) for o in origins):
+            errors["embed_origins"] = "a list of origins such as https://intranet.example.com"
+    if "transcript_url" in data:
+        url = data["transcript_url"]
+        if url not in (None, "") and not (isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) < 2000):
+            errors["transcript_url"] = "an http(s) URL, or empty"
+    if errors:
+        raise Invalid("the settings are not valid", fields=errors)
+    with atomic():
+        if "embed_origins" in data:
+            value = json.dumps(list(dict.fromkeys(str(o).rstrip("/") for o in data["embed_origins"])))
+            _put_setting(security.EMBED_ORIGINS_SETTING, value)
+        if "transcript_url" in data:
+            _put_setting(transcript.URL_SETTING, data["transcript_url"] or "")
+    return web.json_response(_settings_payload(request))
+
+
+async def rotate_embed_secret(request: web.Request) -> web.Response:
+    """POST /api/settings/embed-secret: a new embed secret; tokens signed with the old one stop working."""
+    require_admin(request)
+    ctx = request.app[context_key]
+    if ctx.settings.embed_secret:
+        raise Conflict("the embed secret is set by DESK_EMBED_SECRET: change it there", code="from_env")
+    ctx.embed_secret = secrets.token_urlsafe(48)
+    _put_setting("embed_secret", ctx.embed_secret)
+    return web.json_response(_settings_payload(request))

@@ -11,7 +11,7 @@ from aiohttp import web
 from desk import payloads
 from desk.files import FileTooLarge, resolve, store_stream
 from desk.keys import context_key
-from desk.services import assignment, outbound
+from desk.services import assignment, chat_actions, outbound
 from desk.services.errors import Invalid, NotFound, TooLarge
 from desk.store import Attachment, Channel, Chat, Contact, Message, queries
 from desk.web.middlewares import require_operator
@@ -103,7 +103,16 @@ async def transfer(request: web.Request) -> web.Response:
 async def actions(request: web.Request) -> web.Response:
     """GET /api/chats/{id}/actions."""
     op = require_operator(request)
-    return web.json_response(assignment.actions(visible_chat(request, op)))
+    return web.json_response(chat_actions.available(request.app[context_key], visible_chat(request, op)))
+
+
+async def run_action(request: web.Request) -> web.Response:
+    """POST /api/chats/{id}/actions/{code}: run one of the chat's actions; answers {chat, note}."""
+    op = require_operator(request)
+    chat = visible_chat(request, op)
+    params = await read_json(request) if request.can_read_body else {}
+    result = await chat_actions.run(request.app[context_key], op, chat, request.match_info["code"], params)
+    return web.json_response(result)
 
 
 async def list_messages(request: web.Request) -> web.Response:
