@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
-import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,41 +17,17 @@ from providers.api.const import (
     TIMESTAMP_HEADER,
     USER_AGENT,
 )
-
-_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+from providers.common import hmac_sha256
 
 
 def body_signature(secret: str, body: bytes) -> str:
     """Return the signature header of an inbound body: ``sha256=`` + hex HMAC-SHA256 of the raw bytes."""
-    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return SIGNATURE_PREFIX + digest
+    return SIGNATURE_PREFIX + hmac_sha256(secret, body)
 
 
 def callback_signature(secret: str, timestamp: str, body: bytes) -> str:
     """Return the signature header of a callback: HMAC-SHA256 over ``f"{timestamp}.{body}"``."""
     return body_signature(secret, timestamp.encode("ascii") + b"." + body)
-
-
-def signature_matches(header: str | None, expected: str) -> bool:
-    """Compare a received signature header with the expected one in constant time."""
-    if not header or not header.startswith(SIGNATURE_PREFIX):
-        return False
-    given = header[len(SIGNATURE_PREFIX) :]
-    if not _HEX_DIGEST.fullmatch(given):
-        return False
-    return hmac.compare_digest(given.lower().encode("ascii"), expected[len(SIGNATURE_PREFIX) :].encode("ascii"))
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Look a header up case-insensitively (a plain dict or aiohttp's CIMultiDict)."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    for key, candidate in headers.items():
-        if key.lower() == lowered:
-            return candidate
-    return None
 
 
 def retry_after(value: str | None) -> float | None:

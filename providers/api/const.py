@@ -50,9 +50,6 @@ MAX_REASON_LENGTH: Final = 300
 MAX_RETRY_AFTER: Final = 3600.0
 
 # Seconds: a callback answers a message or a ping quickly; one with a file gets longer.
+# (Attachment downloads use providers.common's timeouts.)
 REQUEST_TIMEOUT: Final = 10.0
 UPLOAD_TIMEOUT: Final = 120.0
-DOWNLOAD_CONNECT_TIMEOUT: Final = 10.0
-DOWNLOAD_READ_TIMEOUT: Final = 30.0
-DOWNLOAD_CHUNK: Final = 64 * 1024
-MAX_REDIRECTS: Final = 5

@@ -7,7 +7,6 @@ One message is ``{"id", "conversation", "contact": {"id", "name"?, "username"?},
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,19 +25,7 @@ from providers.base import (
     IncomingMessage,
     ParsedRequest,
 )
-
-
-def load_body(body: bytes) -> dict[str, Any]:
-    """Decode the raw body into a JSON object; raise BadPayload otherwise."""
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise BadPayload("the body is not UTF-8") from exc
-    except (ValueError, RecursionError) as exc:
-        raise BadPayload("the body is not JSON") from exc
-    if not isinstance(data, dict):
-        raise BadPayload("the body is not a JSON object")
-    return data
+from providers.common import load_json_object
 
 
 def identifier(value: Any, where: str) -> str:
@@ -145,7 +132,7 @@ def parse_message(value: Any, where: str = "the message") -> IncomingMessage:
 
 def parse_body(body: bytes) -> ParsedRequest:
     """Turn a webhook body (one message, or ``{"messages": [...]}``) into unified items, in order."""
-    data = load_body(body)
+    data = load_json_object(body)
     if "messages" not in data:
         return ParsedRequest(items=[parse_message(data)])
     batch = data["messages"]

@@ -10,9 +10,9 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -21,10 +21,7 @@ from providers.api.api import (
     CallbackAnswer,
     CallbackClient,
     CallbackUnreachable,
-    body_signature,
-    header,
     retry_after,
-    signature_matches,
 )
 from providers.api.parse import parse_body
 from providers.base import (
@@ -43,9 +40,7 @@ from providers.base import (
     SendError,
     SendResult,
 )
-from providers.netguard import check_url
-
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+from providers.common import REDIRECTS, download_checked, header, signature_matches
 
 
 def url_problem(url: str) -> str | None:
@@ -106,45 +101,13 @@ def send_error(answer: CallbackAnswer) -> SendError:
     if status >= 500:
         reason = f"the callback URL answered HTTP {status}" + (f": {text}" if text else "")
         return SendError(reason, permanent=False, code=str(status))
-    if status in _REDIRECTS:
+    if status in REDIRECTS:
         return SendError(
             f"the callback URL redirects (HTTP {status}); set callback_url to the URL it leads to",
             permanent=True,
             code=str(status),
         )
     return SendError(text or f"the callback URL refused the reply (HTTP {status})", permanent=True, code=str(status))
-
-
-class _Chunks:
-    """A download's body as an async iterator that refuses more than ``limit`` bytes."""
-
-    def __init__(self, response: aiohttp.ClientResponse, limit: int) -> None:
-        self._response = response
-        self._limit = limit
-        self._received = 0
-        self._iterator = response.content.iter_chunked(const.DOWNLOAD_CHUNK)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            chunk = await self._iterator.__anext__()
-        except StopAsyncIteration:
-            self._response.release()
-            raise
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            self._response.close()
-            raise FetchError(f"the download broke off: {type(exc).__name__}") from None
-        self._received += len(chunk)
-        if self._received > self._limit:
-            self._response.close()
-            raise FetchError(f"the file is larger than {self._limit} bytes")
-        return chunk
-
-    async def aclose(self) -> None:
-        """Stop the download and free its connection."""
-        self._response.close()
 
 
 class ApiProvider(Provider):
@@ -221,7 +184,8 @@ class ApiProvider(Provider):
         """Check X-Desk-Signature against the HMAC-SHA256 of the raw body with the channel's secret."""
         if not self.hmac_secret:
             raise BadSignature("no secret configured")
-        if not signature_matches(header(headers, const.SIGNATURE_HEADER), body_signature(self.hmac_secret, body)):
+        given = header(headers, const.SIGNATURE_HEADER)
+        if not signature_matches(given, self.hmac_secret, body, prefix=const.SIGNATURE_PREFIX):
             raise BadSignature("missing or wrong X-Desk-Signature")
 
     def parse(self, body: bytes) -> ParsedRequest:
@@ -286,32 +250,9 @@ class ApiProvider(Provider):
 
     async def fetch_attachment(self, attachment: IncomingAttachment) -> Download:
         """Download an attachment URL, only from the callback URL's scheme, host and port."""
-        url = attachment.ref
-        if not url:
+        if not attachment.ref:
             raise FetchError("the attachment has nothing to download")
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=const.DOWNLOAD_CONNECT_TIMEOUT, sock_read=const.DOWNLOAD_READ_TIMEOUT
+        # Connection errors propagate: the core retries them a few times.
+        return await download_checked(
+            self.http, attachment.ref, allowed_hosts=(), configured_base=self.callback_url, limit=self.max_download
         )
-        # Redirects are followed by hand so that every hop passes the same origin check.
-        for _ in range(const.MAX_REDIRECTS + 1):
-            await check_url(url, allowed_hosts=(), configured_base=self.callback_url)
-            try:
-                response = await self.http.get(url, timeout=timeout, allow_redirects=False)
-            except aiohttp.InvalidURL:
-                raise FetchError("the attachment's URL is not valid") from None
-            # Other connection errors propagate: the core retries them a few times.
-            if response.status in _REDIRECTS and response.headers.get("Location"):
-                location = response.headers["Location"]
-                response.release()
-                url = urljoin(url, location)
-                continue
-            if response.status != 200:
-                response.release()
-                raise FetchError(f"the file's URL answered HTTP {response.status}")
-            size = response.content_length
-            if size is not None and size > self.max_download:
-                response.close()
-                raise FetchError(f"the file is larger than {self.max_download} bytes")
-            mime = response.content_type if "Content-Type" in response.headers else None
-            return Download(chunks=_Chunks(response, self.max_download), mime=mime, size=size)
-        raise FetchError("too many redirects")

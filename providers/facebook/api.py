@@ -10,6 +10,7 @@ from urllib.parse import quote
 import aiohttp
 
 from providers.base import ProviderError
+from providers.common import multipart_file_name
 from providers.facebook import const
 
 
@@ -73,11 +74,6 @@ def error_from_body(status: int, body: Any) -> GraphError:
         status=status,
         fbtrace_id=error.get("fbtrace_id") if isinstance(error.get("fbtrace_id"), str) else None,
     )
-
-
-def _header_safe(value: str) -> str:
-    """Replace control characters, which would break the part's headers."""
-    return "".join("_" if ord(char) < 32 or ord(char) == 127 else char for char in value) or "file"
 
 
 def path_segment(value: str) -> str:
@@ -167,7 +163,7 @@ class GraphClient:
             form.add_field("recipient", json.dumps(recipient))
             form.add_field("messaging_type", const.MESSAGING_TYPE_RESPONSE)
             form.add_field("message", json.dumps(message))
-            form.add_field("filedata", handle, filename=_header_safe(file_name), content_type=mime)
+            form.add_field("filedata", handle, filename=multipart_file_name(file_name), content_type=mime)
             return await self.request("POST", "/me/messages", data=form, timeout=const.UPLOAD_TIMEOUT)
         finally:
             await asyncio.to_thread(handle.close)

@@ -42,16 +42,14 @@ SEND_ATTACHMENT_TYPES = frozenset({"image", "video", "audio", "file"})
 
 # Largest asset the Messenger Platform takes or serves (25 MB).
 MAX_DOWNLOAD = 25 * 1024 * 1024
-DOWNLOAD_CHUNK = 64 * 1024
-# A CDN URL may redirect (profile pictures go lookaside.fbsbx.com -> scontent.*.fbcdn.net).
-MAX_REDIRECTS = 5
+# Hosts files are downloaded from. A CDN URL may redirect (profile pictures go
+# lookaside.fbsbx.com -> scontent.*.fbcdn.net); every hop is checked against these.
 CDN_HOSTS = (".fbcdn.net", ".fbsbx.com", "fbcdn.net", "fbsbx.com", ".facebook.com")
 
-# Seconds: Graph calls answer fast; an upload of up to 25 MB and a CDN download need longer.
+# Seconds: Graph calls answer fast; an upload of up to 25 MB needs longer.
+# (CDN downloads use providers.common's timeouts.)
 REQUEST_TIMEOUT = 10.0
 UPLOAD_TIMEOUT = 120.0
-DOWNLOAD_CONNECT_TIMEOUT = 10.0
-DOWNLOAD_READ_TIMEOUT = 30.0
 
 # Graph error codes (Common Error Codes, Messenger rate limits).
 ERROR_TOKEN = 190

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -15,6 +14,7 @@ from providers.base import (
     ParsedRequest,
     StatusUpdate,
 )
+from providers.common import load_json_object
 from providers.facebook import const
 
 # Attachment types downloaded as they are.
@@ -27,14 +27,7 @@ Item = IncomingMessage | StatusUpdate
 
 def parse_body(body: bytes) -> ParsedRequest:
     """Turn a raw webhook body into items; raise BadPayload for what Messenger never sends."""
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise BadPayload("the body is not UTF-8") from exc
-    except (ValueError, RecursionError) as exc:
-        raise BadPayload("the body is not JSON") from exc
-    if not isinstance(data, dict):
-        raise BadPayload("the body is not a JSON object")
+    data = load_json_object(body)
     if data.get("object") != "page":
         return ParsedRequest(items=[])
     entries = data.get("entry")

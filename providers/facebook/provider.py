@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, ClassVar
-from urllib.parse import urljoin
 
 import aiohttp
 
@@ -30,32 +26,10 @@ from providers.base import (
     SendError,
     SendResult,
 )
+from providers.common import download_checked, header, same_secret, signature_matches
 from providers.facebook import const
 from providers.facebook.api import GraphClient, GraphError
 from providers.facebook.parse import parse_body
-from providers.netguard import check_url
-
-_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-def _same(a: str, b: str) -> bool:
-    """Compare two secrets in constant time; an empty one never matches."""
-    if not a or not b:
-        return False
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """Look a header up case-insensitively (a plain dict or aiohttp's CIMultiDict)."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    for key, candidate in headers.items():
-        if key.lower() == lowered:
-            return candidate
-    return None
 
 
 def split_text(text: str, limit: int = const.MAX_TEXT_LENGTH) -> list[str]:
@@ -87,38 +61,6 @@ def send_error(error: GraphError) -> SendError:
         retry_after=const.RATE_LIMIT_RETRY_AFTER if rate_limited else None,
         code=error.code_text,
     )
-
-
-class _Chunks:
-    """The body of a CDN response as an async iterator that refuses more than ``limit`` bytes."""
-
-    def __init__(self, response: aiohttp.ClientResponse, limit: int) -> None:
-        self._response = response
-        self._limit = limit
-        self._received = 0
-        self._iterator = response.content.iter_chunked(const.DOWNLOAD_CHUNK)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            chunk = await self._iterator.__anext__()
-        except StopAsyncIteration:
-            self._response.release()
-            raise
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self._response.close()
-            raise FetchError(f"the download broke off: {type(exc).__name__}") from exc
-        self._received += len(chunk)
-        if self._received > self._limit:
-            self._response.close()
-            raise FetchError(f"the file is larger than {self._limit} bytes")
-        return chunk
-
-    async def aclose(self) -> None:
-        """Close the response when the consumer stops early."""
-        self._response.close()
 
 
 class FacebookProvider(Provider):
@@ -171,22 +113,20 @@ class FacebookProvider(Provider):
 
     async def register(self, webhook_url: str) -> Registration:
         """Subscribe the app to the page (the callback URL itself is set in Meta's dashboard)."""
-        try:
-            answer = await self.api.subscribe(self.page_id, const.SUBSCRIBED_FIELDS)
-        except GraphError as exc:
-            return Registration(ok=False, error=exc.message)
-        if answer.get("success") is not True:
-            return Registration(ok=False, error="Graph did not confirm the subscription")
-        return Registration(ok=True)
+        return await self._confirmed(self.api.subscribe(self.page_id, const.SUBSCRIBED_FIELDS), "subscription")
 
     async def unregister(self) -> Registration:
         """Remove the app's subscription to the page."""
+        return await self._confirmed(self.api.unsubscribe(self.page_id), "unsubscription")
+
+    @staticmethod
+    async def _confirmed(call: Awaitable[dict[str, Any]], what: str) -> Registration:
         try:
-            answer = await self.api.unsubscribe(self.page_id)
+            answer = await call
         except GraphError as exc:
             return Registration(ok=False, error=exc.message)
         if answer.get("success") is not True:
-            return Registration(ok=False, error="Graph did not confirm the unsubscription")
+            return Registration(ok=False, error=f"Graph did not confirm the {what}")
         return Registration(ok=True)
 
     async def health(self) -> Health:
@@ -212,18 +152,12 @@ class FacebookProvider(Provider):
 
     def verify_request(self, headers: Mapping[str, str], body: bytes) -> None:
         """Check X-Hub-Signature-256 against the HMAC-SHA256 of the raw body with the app secret."""
-        header = _header(headers, const.SIGNATURE_HEADER)
-        if not header or not header.startswith(const.SIGNATURE_PREFIX):
-            raise BadSignature("missing or malformed X-Hub-Signature-256")
-        given = header[len(const.SIGNATURE_PREFIX) :]
-        if not _HEX_DIGEST.fullmatch(given):
-            raise BadSignature("malformed X-Hub-Signature-256")
         secret = self._conf(const.CONF_APP_SECRET)
         if not secret:
             raise BadSignature("no app secret configured")
-        expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected.encode("ascii"), given.lower().encode("ascii")):
-            raise BadSignature("wrong X-Hub-Signature-256")
+        given = header(headers, const.SIGNATURE_HEADER)
+        if not signature_matches(given, secret, body, prefix=const.SIGNATURE_PREFIX):
+            raise BadSignature("missing or wrong X-Hub-Signature-256")
 
     def parse(self, body: bytes) -> ParsedRequest:
         """Turn the raw webhook body into unified items."""
@@ -233,14 +167,14 @@ class FacebookProvider(Provider):
         """Return hub.challenge when the handshake carries our verify token."""
         if query.get(const.HUB_MODE) != const.HUB_MODE_SUBSCRIBE:
             return None
-        if not _same(str(query.get(const.HUB_VERIFY_TOKEN) or ""), self._conf(const.CONF_VERIFY_TOKEN)):
+        if not same_secret(str(query.get(const.HUB_VERIFY_TOKEN) or ""), self._conf(const.CONF_VERIFY_TOKEN)):
             return None
         challenge = query.get(const.HUB_CHALLENGE)
         return challenge if challenge else None
 
     def shares_webhook_with(self, other_config: Mapping[str, Any]) -> bool:
         """Whether ``other_config`` is a page of the same app (same app secret, same callback URL)."""
-        return _same(str(other_config.get(const.CONF_APP_SECRET) or ""), self._conf(const.CONF_APP_SECRET))
+        return same_secret(str(other_config.get(const.CONF_APP_SECRET) or ""), self._conf(const.CONF_APP_SECRET))
 
     # sending
 
@@ -303,31 +237,17 @@ class FacebookProvider(Provider):
 
     async def fetch_attachment(self, attachment: IncomingAttachment) -> Download:
         """Start downloading a CDN URL from Meta's hosts (or the configured Graph base), up to 25 MB."""
-        url = attachment.ref
-        if not url:
+        if not attachment.ref:
             raise FetchError("the attachment has nothing to download")
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=const.DOWNLOAD_CONNECT_TIMEOUT, sock_read=const.DOWNLOAD_READ_TIMEOUT
-        )
-        # Redirects are followed by hand so that every hop passes the host check.
-        for _ in range(const.MAX_REDIRECTS + 1):
-            await check_url(url, allowed_hosts=const.CDN_HOSTS, configured_base=self.graph_base)
-            try:
-                response = await self.http.get(url, timeout=timeout, allow_redirects=False)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise FetchError(f"cannot download the file: {type(exc).__name__}") from exc
-            if response.status in _REDIRECTS and response.headers.get("Location"):
-                location = response.headers["Location"]
-                response.release()
-                url = urljoin(url, location)
-                continue
-            if response.status != 200:
-                response.release()
-                raise FetchError(f"the CDN answered HTTP {response.status}")
-            size = response.content_length
-            if size is not None and size > self.max_download:
-                response.close()
-                raise FetchError(f"the file is larger than {self.max_download} bytes")
-            mime = response.content_type if "Content-Type" in response.headers else None
-            return Download(chunks=_Chunks(response, self.max_download), mime=mime, size=size)
-        raise FetchError("too many redirects")
+        try:
+            return await download_checked(
+                self.http,
+                attachment.ref,
+                allowed_hosts=const.CDN_HOSTS,
+                configured_base=self.graph_base,
+                limit=self.max_download,
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # A network blip: the core retries connection errors. Re-raised without the URL,
+            # which is a signed CDN link.
+            raise aiohttp.ClientConnectionError(f"cannot download the file: {type(exc).__name__}") from None

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
+CODE: Final = "telegram"
+NAME: Final = "Telegram"
+
+# Config keys, in the order the settings form shows them.
 CONF_TOKEN: Final = "token"
 CONF_API_BASE: Final = "api_base"
 
@@ -31,7 +35,6 @@ REQUEST_TIMEOUT: Final = 10.0
 UPLOAD_TIMEOUT: Final = 300.0
 CONNECT_TIMEOUT: Final = 10.0
 READ_TIMEOUT: Final = 30.0
-DOWNLOAD_CHUNK: Final = 64 * 1024
 
 # Health: a webhook with a larger backlog, or a delivery error this recent (seconds), is unhealthy.
 HEALTH_MAX_PENDING: Final = 100

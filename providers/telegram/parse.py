@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,6 +13,7 @@ from providers.base import (
     ParsedRequest,
     StatusUpdate,
 )
+from providers.common import load_json_object
 from providers.telegram.const import STATUS_BLOCKED, STATUS_UNBLOCKED
 
 
@@ -41,14 +41,7 @@ def _chat_id(chat: Any) -> int | None:
 
 def load_update(body: bytes) -> dict[str, Any]:
     """Decode the raw body into an Update object; raise BadPayload if Telegram never sends it."""
-    try:
-        update = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise BadPayload("the body is not UTF-8") from exc
-    except (ValueError, RecursionError) as exc:
-        raise BadPayload("the body is not JSON") from exc
-    if not isinstance(update, dict):
-        raise BadPayload("the body is not a JSON object")
+    update = load_json_object(body)
     if _int(update.get("update_id")) is None:
         raise BadPayload("update_id is missing or not an integer")
     return update

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar
 
@@ -32,13 +31,14 @@ from providers.base import (
     SendError,
     SendResult,
 )
+from providers.common import LimitedChunks, header, multipart_file_name, same_secret
 from providers.telegram.api import ApiError, ApiUnreachable, TelegramApi
 from providers.telegram.const import (
     ALLOWED_UPDATES,
+    CODE,
     CONF_API_BASE,
     CONF_TOKEN,
     DEFAULT_API_BASE,
-    DOWNLOAD_CHUNK,
     FILE_TOO_LARGE,
     HEALTH_ERROR_WINDOW,
     HEALTH_MAX_PENDING,
@@ -47,6 +47,7 @@ from providers.telegram.const import (
     MAX_DOWNLOAD,
     MAX_PHOTO_UPLOAD,
     MAX_TEXT,
+    NAME,
     SECRET_HEADER,
     UPLOAD_TIMEOUT,
 )
@@ -105,17 +106,6 @@ def _chat_param(chat_id: str) -> int | str:
         return chat_id
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    wanted = name.lower()
-    for key, candidate in headers.items():
-        if key.lower() == wanted:
-            return candidate
-    return None
-
-
 def _send_error(exc: ApiError | ApiUnreachable) -> SendError:
     """Map a Bot API failure to a SendError: retry what may pass later, fail what never will."""
     if isinstance(exc, ApiUnreachable):
@@ -128,46 +118,14 @@ def _send_error(exc: ApiError | ApiUnreachable) -> SendError:
     return SendError(exc.description, permanent=True, code=str(code))
 
 
-class _ResponseChunks:
-    """Iterate over a download's body, releasing the response when done, failed or closed."""
-
-    def __init__(self, response: aiohttp.ClientResponse, redact: Callable[[str], str]) -> None:
-        self._response = response
-        self._iterator: AsyncIterator[bytes] = response.content.iter_chunked(DOWNLOAD_CHUNK)
-        self._redact = redact
-
-    def __aiter__(self) -> _ResponseChunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self._iterator.__anext__()
-        except StopAsyncIteration:
-            self._response.release()
-            raise
-        except asyncio.TimeoutError:
-            self._response.close()
-            raise FetchError("Telegram stopped sending the file") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            self._response.close()
-            raise FetchError(self._redact(f"the download from Telegram failed: {exc}")) from None
-        except BaseException:
-            self._response.close()
-            raise
-
-    async def aclose(self) -> None:
-        """Stop the download and free its connection."""
-        self._response.close()
-
-
 class TelegramProvider(Provider):
     """A Telegram bot: webhook with a secret header, plain-text replies, files through getFile."""
 
-    code: ClassVar[str] = "telegram"
-    name: ClassVar[str] = "Telegram"
+    code: ClassVar[str] = CODE
+    name: ClassVar[str] = NAME
     fields: ClassVar[list[Field]] = [
-        Field(CONF_TOKEN, "Bot token", "password", True, True),
-        Field(CONF_API_BASE, "Bot API server", "url", False, False),
+        Field(CONF_TOKEN, "Bot token", type="password", secret=True),
+        Field(CONF_API_BASE, "Bot API server", type="url", required=False),
     ]
     limits: ClassVar[RateLimits] = RateLimits(per_chat_interval=1.0, per_second=30.0)
     max_download: ClassVar[int] = MAX_DOWNLOAD
@@ -254,10 +212,7 @@ class TelegramProvider(Provider):
 
     def verify_request(self, headers: Mapping[str, str], body: bytes) -> None:
         """Raise BadSignature unless the secret header equals this channel's secret."""
-        given = _header(headers, SECRET_HEADER)
-        if not self.secret or not given or not given.isascii() or not self.secret.isascii():
-            raise BadSignature("missing or wrong secret token")
-        if not hmac.compare_digest(given.encode("ascii"), self.secret.encode("ascii")):
+        if not same_secret(header(headers, SECRET_HEADER), self.secret):
             raise BadSignature("missing or wrong secret token")
 
     def parse(self, body: bytes) -> ParsedRequest:
@@ -318,7 +273,7 @@ class TelegramProvider(Provider):
             form.add_field(
                 field,
                 handle,
-                filename=re.sub(r"[\r\n\x00]", " ", attachment.file_name) or "file",
+                filename=multipart_file_name(attachment.file_name),
                 content_type=attachment.mime or "application/octet-stream",
             )
             return await self._sent(method, form=form, timeout=UPLOAD_TIMEOUT)
@@ -395,4 +350,4 @@ class TelegramProvider(Provider):
         mime = attachment.mime
         if not mime and "Content-Type" in response.headers:
             mime = response.content_type
-        return Download(chunks=_ResponseChunks(response, self.api.redact), mime=mime, size=size)
+        return Download(chunks=LimitedChunks(response, self.max_download), mime=mime, size=size)

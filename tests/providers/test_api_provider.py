@@ -7,7 +7,6 @@ import base64
 import hashlib
 import json
 import socket
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -27,13 +26,6 @@ from providers.base import (
     SendError,
 )
 from tests.fakes.api_callback import SECRET, FakeCallback, sign
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A real client session."""
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def config(fake: FakeCallback, **overrides: str) -> dict[str, str]:

@@ -53,18 +53,17 @@ def only_message(data: bytes) -> IncomingMessage:
 
 
 @pytest.fixture
-async def provider() -> Any:
+def provider(http: aiohttp.ClientSession) -> FacebookProvider:
     """A provider with the vectors' app secret (parsing and signatures need no network)."""
-    async with aiohttp.ClientSession() as http:
-        yield FacebookProvider(
-            {
-                "page_id": PAGE_ID,
-                "page_token": "EAAG-test-page-token",
-                "app_secret": APP_SECRET,
-                "verify_token": "desk-verify-7f3c9a1e",
-            },
-            http,
-        )
+    return FacebookProvider(
+        {
+            "page_id": PAGE_ID,
+            "page_token": "EAAG-test-page-token",
+            "app_secret": APP_SECRET,
+            "verify_token": "desk-verify-7f3c9a1e",
+        },
+        http,
+    )
 
 
 # --- captured payloads ------------------------------------------------------------------------
@@ -358,16 +357,15 @@ async def test_missing_or_malformed_signature_fails(provider: FacebookProvider, 
         provider.verify_request(headers, raw("facebook_webhook_text.json"))
 
 
-async def test_signature_with_another_secret_fails() -> None:
+async def test_signature_with_another_secret_fails(http: aiohttp.ClientSession) -> None:
     data = raw("facebook_webhook_text.json")
     vector = VECTORS["vectors"][0]
-    async with aiohttp.ClientSession() as http:
-        other = FacebookProvider({"app_secret": "another-secret"}, http)
-        with pytest.raises(BadSignature):
-            other.verify_request({"X-Hub-Signature-256": vector["value"]}, data)
-        unset = FacebookProvider({}, http)
-        with pytest.raises(BadSignature):
-            unset.verify_request({"X-Hub-Signature-256": vector["value"]}, data)
+    other = FacebookProvider({"app_secret": "another-secret"}, http)
+    with pytest.raises(BadSignature):
+        other.verify_request({"X-Hub-Signature-256": vector["value"]}, data)
+    unset = FacebookProvider({}, http)
+    with pytest.raises(BadSignature):
+        unset.verify_request({"X-Hub-Signature-256": vector["value"]}, data)
 
 
 # --- verification handshake and routing ----------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +46,6 @@ def config(fake: FakeFacebook, **overrides: str) -> dict[str, str]:
         "graph_base": fake.graph_base,
         **overrides,
     }
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A real client session."""
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

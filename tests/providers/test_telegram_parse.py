@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -298,9 +297,8 @@ SECRET = "Zq8_vN3-tL5wK1xR7mC2pJ9bH4dF6gS0yE-aU_oI3kT"
 
 
 @pytest.fixture
-async def provider() -> AsyncIterator[TelegramProvider]:
-    async with aiohttp.ClientSession() as http:
-        yield TelegramProvider({"token": "7012345678:AAH-test-token"}, http, secret=SECRET)
+def provider(http: aiohttp.ClientSession) -> TelegramProvider:
+    return TelegramProvider({"token": "7012345678:AAH-test-token"}, http, secret=SECRET)
 
 
 async def test_request_fixture_passes_with_its_header(provider: TelegramProvider) -> None:
@@ -332,9 +330,8 @@ async def test_missing_or_wrong_secret_is_refused(provider: TelegramProvider, he
         provider.verify_request(headers, raw("telegram_update_text.json"))
 
 
-async def test_a_channel_without_a_secret_accepts_nothing() -> None:
-    async with aiohttp.ClientSession() as http:
-        provider = TelegramProvider({"token": "7012345678:AAH-test-token"}, http, secret="")
-        for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": ""}):
-            with pytest.raises(BadSignature):
-                provider.verify_request(headers, b"{}")
+async def test_a_channel_without_a_secret_accepts_nothing(http: aiohttp.ClientSession) -> None:
+    provider = TelegramProvider({"token": "7012345678:AAH-test-token"}, http, secret="")
+    for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": ""}):
+        with pytest.raises(BadSignature):
+            provider.verify_request(headers, b"{}")

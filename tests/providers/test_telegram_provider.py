@@ -46,12 +46,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def make(fake: FakeTelegram, http: aiohttp.ClientSession, token: str = TOKEN, **config: Any) -> TelegramProvider:
     return TelegramProvider({"token": token, "api_base": fake.base_url, **config}, http, secret=SECRET)
 
