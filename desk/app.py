@@ -18,11 +18,11 @@ from desk import actions, keys
 from desk.context import Context
 from desk.events import Bus
 from desk.realtime.listener import Listener
-from desk.realtime.server import close_transports, create_server
+from desk.realtime.server import close_transports, create_server, manager_ctx
 from desk.services import auth, chat_actions, fetch, jobs, outbound
 from desk.settings import Settings
 from desk.store import Queue, database, open_database
-from desk.store.migrate import migrate
+from desk.store.migrate import migrate, schema_lock
 from desk.web.middlewares import auth_middleware, csrf_middleware, errors_middleware
 from desk.web.routes import setup_routes
 from desk.web.security import headers_middleware
@@ -66,9 +66,11 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> web.A
     app.router.add_static("/static/", settings.static_dir, name="static")
 
     # Set-up order: the database first (everything reads it), then the HTTP client the
-    # providers use, then the workers that need both; teardown runs in reverse.
+    # providers use, then Redis (with --redis), then the workers that need them; teardown runs
+    # in reverse, so the last emits still reach Redis.
     app.cleanup_ctx.append(_database(ctx))
     app.cleanup_ctx.append(_http(ctx, app))
+    app.cleanup_ctx.append(manager_ctx(sio))
     app.cleanup_ctx.append(_workers(ctx, listener))
     return app
 
@@ -76,10 +78,12 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> web.A
 def _database(ctx: Context):
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         db = open_database(ctx.settings.database_url)
-        migrate(db)
-        if not Queue.select().exists():
-            with contextlib.suppress(Exception):
-                Queue.create(name="General", routing="manual", actions=json.dumps(chat_actions.default_codes(ctx)))
+        # Under the schema lock, so that processes starting together create one default queue.
+        with schema_lock(db):
+            migrate(db)
+            if not Queue.select().exists():
+                with contextlib.suppress(Exception):
+                    Queue.create(name="General", routing="manual", actions=json.dumps(chat_actions.default_codes(ctx)))
         ctx.secret_key = ctx.settings.secret_key or auth.setting("secret_key", lambda: secrets.token_urlsafe(48))
         ctx.embed_secret = ctx.settings.embed_secret or auth.setting("embed_secret", lambda: secrets.token_urlsafe(48))
         ctx.settings.media_dir.mkdir(parents=True, exist_ok=True)

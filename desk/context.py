@@ -7,17 +7,21 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from desk.events import Bus, Changes
 from desk.settings import Settings
-from desk.store import Channel, atomic
+from desk.store import Channel, atomic, is_conflict
 from providers import Registry
 from providers.base import Provider
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Runs of a change that the database aborted for a concurrent transaction, before giving up.
+WRITE_ATTEMPTS = 4
 
 
 async def _nothing(*_: Any) -> None:
@@ -59,6 +63,23 @@ class Context:
         self.bus.publish(records)
         for callback in changes.after_commit:
             callback()
+
+    def write_retrying(self, change: Callable[[Changes], T]) -> T:
+        """Run ``change(changes)`` in ``write()``, again when a concurrent transaction made the database abort it.
+
+        Only for a change that may run twice as if once, such as a webhook's (deduplicated, and
+        wholly inside the transaction). With several processes on PostgreSQL, two transactions
+        can deadlock or insert the same new contact at once; one of them is aborted.
+        """
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self.write() as changes:
+                    return change(changes)
+            except Exception as exc:
+                if attempt == WRITE_ATTEMPTS or not is_conflict(exc):
+                    raise
+                log.info("a concurrent transaction aborted this one (%s); running it again", str(exc).splitlines()[0])
+        raise AssertionError("unreachable")
 
     def provider(self, channel: Channel) -> Provider:
         """Return the provider instance serving ``channel`` (cached until its config changes)."""

@@ -68,6 +68,8 @@ class Changes:
         for operator_id, count in counts.items():
             by_count[count].append(operator_id)
         next_seq: dict[int, int] = {}
+        if len(counts) > 1:
+            queries.lock_operators(sorted(counts))
         for count, ids in by_count.items():
             # One UPDATE reserves the numbers of every operator given as many events, and its row
             # locks serialise concurrent writers.

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEBHOOK_LIMIT = 4 * 1024 * 1024
 # Agent uploads on the messages route: Facebook's cap is 25 MB, Telegram's upload cap 50 MB.
 DEFAULT_UPLOAD_LIMIT = 25 * 1024 * 1024
+TRANSPORTS = ("polling", "websocket")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Settings:
     media_dir: Path = Path("media")
     public_url: str = ""
     redis_url: str | None = None
+    # Socket.IO transports served: "websocket" alone needs no sticky sessions behind a balancer.
+    transports: tuple[str, ...] = TRANSPORTS
     secret_key: str | None = None
     embed_origins: tuple[str, ...] = ()
     embed_secret: str | None = None
@@ -54,6 +57,16 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip().rstrip("/") for part in (value or "").split(",") if part.strip())
 
 
+def _transports(value: str | None) -> tuple[str, ...]:
+    chosen = tuple(part.strip().lower() for part in (value or "").split(",") if part.strip())
+    if not chosen:
+        return TRANSPORTS
+    unknown = [name for name in chosen if name not in TRANSPORTS]
+    if unknown:
+        raise ValueError(f"unknown Socket.IO transport {unknown[0]!r}: use polling, websocket or both")
+    return chosen
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, default: object = None) -> None:
     """Add the serve flags of CONTRACT §1 to ``parser``.
 
@@ -66,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, default: object = None) ->
     parser.add_argument("--media", dest="media_dir", default=default)
     parser.add_argument("--public-url", dest="public_url", default=default)
     parser.add_argument("--redis", dest="redis_url", default=default)
+    parser.add_argument("--transports", dest="transports", default=default,
+                        help="Socket.IO transports: polling,websocket (default) or websocket")
     parser.add_argument("--embed-origins", dest="embed_origins", default=default)
 
 
@@ -87,6 +102,7 @@ def from_env(args: argparse.Namespace | None = None, environ: Mapping[str, str] 
         media_dir=Path(pick("media_dir", "DESK_MEDIA_DIR", "media") or "media"),
         public_url=pick("public_url", "DESK_PUBLIC_URL", "") or "",
         redis_url=pick("redis_url", "DESK_REDIS_URL") or None,
+        transports=_transports(pick("transports", "DESK_TRANSPORTS", "")),
         secret_key=env.get("DESK_SECRET_KEY") or None,
         embed_origins=_split(pick("embed_origins", "DESK_EMBED_ORIGINS", "")),
         embed_secret=env.get("DESK_EMBED_SECRET") or None,

@@ -8,6 +8,7 @@ import logging
 import socketio
 
 from desk.events import Record
+from desk.realtime.redis import DeskRedisManager
 from desk.realtime.rooms import operator_room, token_room
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,10 @@ class Listener:
                 log.exception("emit of %s to operator %s failed", record.name, record.operator_id)
 
     async def disconnect_room(self, room: str) -> None:
-        """Disconnect every socket in ``room`` on this process."""
+        """Disconnect every socket in ``room``, on every process when they share Redis."""
+        if isinstance(self.sio.manager, DeskRedisManager):
+            await self.sio.manager.disconnect_room(room)
+            return
         participants = list(self.sio.manager.get_participants("/", room))
         for sid, _eio_sid in participants:
             await self.sio.disconnect(sid)

@@ -119,6 +119,8 @@ def set_status(ctx: Context, op: Operator, status: str) -> Operator:
     if op.status == status:
         return op
     with ctx.write() as changes:
+        if status == "online":
+            routing.lock_queues(queries.queue_ids(op.id))  # before the operator row: see lock_queues
         op.status = status
         Operator.update(status=status).where(Operator.id == op.id).execute()
         notify.operator_changed(changes, op)

@@ -59,6 +59,14 @@ def setting(key: str, default_factory) -> str:
     return row.value
 
 
+def embed_secret(from_env: str | None) -> str:
+    """Return the embed secret: DESK_EMBED_SECRET, else the one kept in the database.
+
+    Read on each use, so that a secret rotated through one process is the one every process checks.
+    """
+    return from_env or setting("embed_secret", lambda: secrets.token_urlsafe(48))
+
+
 def validate_operator_fields(data: dict, *, partial: bool) -> dict[str, str]:
     """Return per-field errors of an operator body."""
     errors: dict[str, str] = {}

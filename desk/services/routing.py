@@ -3,10 +3,13 @@
 Waiting chats are assigned oldest first: a chat is never assigned while an older chat of the same
 queue waits. Each assignment is a conditional update (the chat must still be waiting), so two
 processes routing at once never assign one chat twice; capacity is counted inside the same
-transaction, which SQLite's single writer and PostgreSQL's row lock on the operator serialise.
+transaction, which SQLite's single writer and, on PostgreSQL, a row lock on the queue serialise
+(``lock_queues``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import peewee as pw
 
@@ -66,6 +69,21 @@ def _pick(queue: Queue, chat: Chat, candidates: list[tuple[Operator, int]]) -> O
     return candidates[0][0] if ids else None
 
 
+def lock_queues(queue_ids: Iterable[int]) -> None:
+    """Serialise routing of these queues across processes until the transaction ends (PostgreSQL).
+
+    Take it before changing an operator row in a transaction that routes: a routing transaction
+    holds its queue and then updates operator rows (their ``seq``), so the other order deadlocks.
+    ``NO KEY UPDATE`` rather than ``UPDATE``: inserting a chat takes a key-share lock on its
+    queue, which must not block (two webhooks would deadlock on their new chats).
+    """
+    if is_sqlite():
+        return  # one writer at a time already
+    ids = sorted(set(queue_ids))
+    if ids:
+        list(Queue.select(Queue.id).where(Queue.id.in_(ids)).order_by(Queue.id).for_update("FOR NO KEY UPDATE"))
+
+
 def route(changes: Changes, queue_id: int | None) -> int:
     """Assign the queue's waiting chats, oldest first, while members have room; return how many."""
     if queue_id is None:
@@ -73,9 +91,7 @@ def route(changes: Changes, queue_id: int | None) -> int:
     queue = Queue.get_or_none(Queue.id == queue_id)
     if queue is None or queue.routing not in AUTOMATIC:
         return 0
-    if not is_sqlite():
-        # Serialise routing of one queue across processes for the rest of this transaction.
-        Queue.select().where(Queue.id == queue_id).for_update().execute()
+    lock_queues([queue_id])
     assigned = 0
     waiting = Chat.select().where((Chat.queue == queue_id) & (Chat.status == "new") & Chat.operator.is_null()).order_by(Chat.id)
     for chat in waiting:
@@ -98,4 +114,6 @@ def route(changes: Changes, queue_id: int | None) -> int:
 
 def route_for_operator(changes: Changes, operator_id: int) -> int:
     """Route the queues of an operator who came online or got room."""
-    return sum(route(changes, queue_id) for queue_id in queries.queue_ids(operator_id))
+    queue_ids = sorted(queries.queue_ids(operator_id))
+    lock_queues(queue_ids)
+    return sum(route(changes, queue_id) for queue_id in queue_ids)

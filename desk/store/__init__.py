@@ -1,6 +1,6 @@
 """The store: peewee models, the database proxy and named queries."""
 
-from desk.store.db import atomic, database, is_sqlite, open_database, ping
+from desk.store.db import atomic, database, is_conflict, is_sqlite, open_database, ping
 from desk.store.models import (
     MODELS, Attachment, Channel, Chat, Contact, Event, Job, Message, Operator, OperatorQueue,
     Queue, Receipt, Setting, Token, utcnow,
@@ -8,6 +8,6 @@ from desk.store.models import (
 
 __all__ = [
     "MODELS", "Attachment", "Channel", "Chat", "Contact", "Event", "Job", "Message", "Operator",
-    "OperatorQueue", "Queue", "Receipt", "Setting", "Token", "atomic", "database", "is_sqlite",
+    "OperatorQueue", "Queue", "Receipt", "Setting", "Token", "atomic", "database", "is_conflict", "is_sqlite",
     "open_database", "ping", "utcnow",
 ]

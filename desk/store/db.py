@@ -58,6 +58,20 @@ def atomic() -> Iterator[None]:
             yield
 
 
+# PostgreSQL SQLSTATEs of a transaction aborted because of a concurrent one: deadlock detected,
+# serialization failure, and a unique violation (another process inserted the same key first).
+CONFLICT_CODES = frozenset({"40P01", "40001", "23505"})
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether the database aborted a transaction because of a concurrent one (running it again may succeed)."""
+    # peewee raises its own exception while handling the driver's, which carries the SQLSTATE.
+    for candidate in (exc, exc.__cause__, exc.__context__, *exc.args[:1]):
+        if getattr(candidate, "pgcode", None) in CONFLICT_CODES:
+            return True
+    return False
+
+
 def ping() -> bool:
     """Whether the database answers."""
     try:

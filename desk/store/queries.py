@@ -39,6 +39,18 @@ def execute(sql: str, params: Sequence[Any] = ()) -> Any:
     return database.execute_sql(_param(sql), tuple(params))
 
 
+def lock_operators(operator_ids: Sequence[int]) -> None:
+    """Lock operator rows in id order until the transaction ends (PostgreSQL; SQLite has one writer).
+
+    Transactions that update several operators (their ``seq``) in different orders would
+    deadlock across processes; taking the rows in one order first makes them queue instead.
+    """
+    if not operator_ids or isinstance(database.obj, pw.SqliteDatabase):
+        return
+    marks = ", ".join("?" * len(operator_ids))
+    execute(f"SELECT id FROM operator WHERE id IN ({marks}) ORDER BY id FOR NO KEY UPDATE", operator_ids).fetchall()
+
+
 def admin_ids() -> set[int]:
     """Return the ids of enabled admins."""
     return {row[0] for row in execute("SELECT id FROM operator WHERE role = 'admin' AND enabled = ?", (True,))}

@@ -13,7 +13,7 @@ from desk.keys import context_key
 from desk.services import assignment, auth, channels, chat_actions, notify, routing, transcript
 from desk.web import security
 from desk.services.errors import Conflict, Invalid, NotFound
-from desk.store import Channel, Chat, Operator, OperatorQueue, Queue, Setting, Token, atomic
+from desk.store import Channel, Chat, Operator, OperatorQueue, Queue, Setting, Token, atomic, queries
 from desk.web.middlewares import require_admin, require_operator
 from desk.web.util import path_id, read_json
 
@@ -197,6 +197,8 @@ async def update_operator(request: web.Request) -> web.Response:
         raise Invalid("the operator is not valid", fields=errors)
     password_hash = await auth.hash_password(data["password"]) if "password" in data else None
     with ctx.write() as changes:
+        if {"status", "max_chats", "queue_ids"} & set(data):  # may route: queues before the operator row
+            routing.lock_queues(queries.queue_ids(op.id) + [q for q in data.get("queue_ids") or [] if isinstance(q, int)])
         op = Operator.get_by_id(op.id)
         for key in ("name", "role", "max_chats", "enabled"):
             if key in data:
@@ -247,7 +249,7 @@ def _settings_payload(request: web.Request) -> dict:
     return {
         "embed_origins": stored,
         "embed_origins_from_env": list(ctx.settings.embed_origins),
-        "embed_secret": ctx.embed_secret,
+        "embed_secret": auth.embed_secret(ctx.settings.embed_secret),
         "embed_secret_from_env": bool(ctx.settings.embed_secret),
         "transcript_url": transcript.transcript_url(),
         "transcript_secret": transcript.transcript_secret(),

@@ -6,6 +6,7 @@ import datetime as dt
 
 from aiohttp import web
 
+from desk.keys import sio_key
 from desk.store import Event, Operator, ping, utcnow
 from desk.web.middlewares import json_error, require_operator
 from desk.web.util import int_param
@@ -17,10 +18,16 @@ RETAIN_AGE = dt.timedelta(hours=24)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz: 200 while the database answers, 503 otherwise."""
+    """GET /healthz: 200 while the database answers, 503 otherwise; with --redis, whether this process hears it."""
+    body: dict = {"status": "ok"}
+    # The Redis manager's last health check (desk/realtime/redis.py); a deaf process heals itself
+    # within seconds and its agents by replay, so it stays in service.
+    redis_health = getattr(request.app[sio_key].manager, "health", None)
+    if redis_health is not None:
+        body.update(redis_health())
     if ping():
-        return web.json_response({"status": "ok"})
-    return web.json_response({"status": "unavailable"}, status=503)
+        return web.json_response(body)
+    return web.json_response({**body, "status": "unavailable"}, status=503)
 
 
 async def events(request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from aiohttp import web
 from desk.context import UnknownProvider
 from desk.keys import context_key
 from desk.services import inbound
-from desk.store import Channel
+from desk.store import Channel, queries
 from desk.web.middlewares import json_error
 from providers.base import BadPayload, BadSignature
 
@@ -25,7 +25,7 @@ def _channel(request: web.Request) -> Channel | None:
         channel_id = int(request.match_info["channel_id"])
     except ValueError:
         return None
-    channel = Channel.get_or_none(Channel.id == channel_id)
+    channel = queries.channel_by_id(channel_id)
     if channel is None or not channel.enabled:
         return None
     return channel
@@ -65,8 +65,7 @@ async def receive(request: web.Request) -> web.Response:
         parsed = provider.parse(body)
     except BadPayload as exc:
         return json_error(400, "bad_payload", str(exc))
-    with ctx.write() as changes:
-        inbound.receive(ctx, changes, channel, parsed)
+    ctx.write_retrying(lambda changes: inbound.receive(ctx, changes, channel, parsed))
     return web.json_response({"ok": True})
 
 

@@ -1,0 +1,228 @@
+"""Several processes serving one desk: two real ``python run.py`` processes on one PostgreSQL
+database and one Redis, driven over HTTP and Socket.IO as an agent, an admin and a messenger would.
+
+The processes run with the default transports (long-polling and websocket) and no load balancer:
+the websocket works whichever process a client reaches; a polling session lives in one process,
+which is why docs/deploy.md asks for websocket-only (or sticky sessions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+
+import run
+
+from desk.app import create_app
+from desk.settings import from_env
+from tests.conftest import eventually
+from tests.servers import (
+    ADMIN, PASSWORD, DeskProcess, create_admin, postgres_database, redis_server, setup_channel, sql, text_update,
+)
+from tests.servers import api  # noqa: F401  (pytest fixture)
+
+
+class Cluster:
+    """Two Desk processes, A and B, sharing a PostgreSQL database and a Redis server."""
+
+    def __init__(self, database_url: str, a: DeskProcess, b: DeskProcess) -> None:
+        self.database_url = database_url
+        self.a = a
+        self.b = b
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Start A and B together (as systemd would) on a new database and a Redis of their own."""
+    workdir: Path = tmp_path_factory.mktemp("cluster")
+    with postgres_database() as database_url, redis_server(workdir) as redis:
+        flags = ("--db", database_url, "--redis", redis.url, "--public-url", "http://desk.test")
+        a = DeskProcess("a", workdir, *flags)
+        b = DeskProcess("b", workdir, *flags)
+        try:
+            # Both on the empty database at once: they create the schema between them.
+            a.start(wait=False)
+            b.start(wait=False)
+            a.wait_ready()
+            b.wait_ready()
+            create_admin(database_url, workdir, ADMIN, PASSWORD)
+            yield Cluster(database_url, a, b)
+        finally:
+            for process in (a, b):
+                print(f"--- log of process {process.name} ---\n{process.stop()}")
+
+
+async def test_both_processes_start_together_on_one_database(cluster):
+    assert cluster.a.health()["redis"] == "subscribed"
+    assert cluster.b.health()["redis"] == "subscribed"
+    # Both migrated at once without a clash, and made one default queue between them.
+    assert sql(cluster.database_url, "SELECT name FROM queue") == [("General",)]
+    assert sql(cluster.database_url, "SELECT count(*) FROM schema_migrations")[0][0] >= 1
+
+
+async def test_a_webhook_on_one_process_reaches_an_agent_on_the_other(cluster, api, fake_telegram):
+    admin, queue, channel, secret = await setup_channel(api, cluster.a, cluster.b, fake_telegram)
+    agent, token = await api.agent(cluster.a, admin, "mp-anna", queue["id"])
+    events: list = []
+    await api.socket(cluster.b, token, events)
+
+    await api.webhook(cluster.a, channel, secret, text_update(5200001, "Where is my parcel?"))
+
+    await eventually(lambda: any(name == "message.created" for name, _ in events), timeout=10)
+    log = await api.events(cluster.b, token)
+    names = [name for name, _ in sorted(events, key=lambda event: event[1]["seq"])]
+    assert names[:2] == ["chat.created", "message.created"]
+    message = next(data for name, data in events if name == "message.created")
+    assert message["text"] == "Where is my parcel?" and message["direction"] == "in"
+    logged = next(event for event in log if event["event"] == "message.created")
+    # The socket got the payload of the log entry, with the seq the log gave it.
+    assert message["seq"] == logged["seq"] and message == logged["data"]
+    await eventually(lambda: len(events) >= len(log), timeout=10)
+    assert [data["seq"] for _, data in sorted(events, key=lambda e: e[1]["seq"])] == [e["seq"] for e in log]
+
+
+async def test_replies_through_both_processes_are_sent_once_each_in_order(cluster, api, fake_telegram):
+    admin, queue, channel, secret = await setup_channel(api, cluster.a, cluster.b, fake_telegram)
+    agent, token = await api.agent(cluster.a, admin, "mp-boris", queue["id"])
+    await api.webhook(cluster.b, channel, secret, text_update(5200002, "Hello?"))
+    chats = await api.call(cluster.a, "GET", "/api/chats?status=new", token)
+    chat_id = next(chat["id"] for chat in chats if chat["channel_id"] == channel["id"])
+    await api.call(cluster.b, "POST", f"/api/chats/{chat_id}/accept", token)
+
+    texts = [f"reply {n}" for n in range(4)]
+    created = []
+    for n, text in enumerate(texts):
+        process = (cluster.a, cluster.b)[n % 2]
+        created.append(await api.call(process, "POST", f"/api/chats/{chat_id}/messages", token,
+                                      {"text": text, "client_id": f"mp-{n}"}, status=201))
+    # A retry of the same reply through the other process sends nothing more.
+    again = await api.call(cluster.a, "POST", f"/api/chats/{chat_id}/messages", token,
+                           {"text": texts[1], "client_id": "mp-1"}, status=200)
+    assert again["id"] == created[1]["id"]
+
+    async def all_sent() -> bool:
+        page = await api.call(cluster.a, "GET", f"/api/chats/{chat_id}/messages?limit=50", token)
+        out = [m for m in page["messages"] if m["direction"] == "out"]
+        return len(out) == len(texts) and all(m["status"] == "sent" for m in out)
+
+    await eventually(all_sent, timeout=30)
+    # Nothing is left to send, so nothing more will reach the messenger.
+    assert sql(cluster.database_url, "SELECT count(*) FROM job WHERE kind = 'send'") == [(0,)]
+    sent = [m["text"] for m in fake_telegram.sent_messages if m["chat_id"] in (5200002, "5200002")]
+    assert sent == texts
+
+
+async def test_concurrent_new_chats_on_both_processes_fill_capacity_exactly(cluster, api, fake_telegram):
+    admin, queue, channel, secret = await setup_channel(api, cluster.a, cluster.b, fake_telegram, routing="round_robin")
+    agents = [await api.agent(cluster.a, admin, f"mp-rr-{n}", queue["id"], max_chats=2, online=True)
+              for n in range(3)]
+
+    updates = [text_update(5300000 + n, f"new chat {n}", first_name=f"C{n}") for n in range(20)]
+    await asyncio.gather(*(api.webhook((cluster.a, cluster.b)[n % 2], channel, secret, update)
+                           for n, update in enumerate(updates)))
+
+    chats = await api.call(cluster.b, "GET", "/api/chats?limit=100", admin)
+    ours = [chat for chat in chats if chat["channel_id"] == channel["id"]]
+    assert len(ours) == 20
+    active = [chat for chat in ours if chat["status"] == "active"]
+    assert len(active) == 6
+    assert all(chat["operator_id"] is None for chat in ours if chat["status"] == "new")
+    per_agent = {op["id"]: sum(chat["operator_id"] == op["id"] for chat in active) for op, _ in agents}
+    assert per_agent == {op["id"]: 2 for op, _ in agents}
+    # No chat was ever given to two agents: each agent's log names the chats handed to them.
+    handed: dict[int, int] = {}
+    for op, token in agents:
+        for event in await api.events(cluster.a, token):
+            data = event["data"]
+            if event["event"] in ("chat.created", "chat.updated") and data.get("operator_id") == op["id"]:
+                assert handed.setdefault(data["id"], op["id"]) == op["id"], f"chat {data['id']} assigned twice"
+    assert sorted(handed) == sorted(chat["id"] for chat in active)
+
+
+async def test_two_messages_of_a_new_customer_at_once_on_both_processes_open_one_chat(cluster, api, fake_telegram):
+    admin, queue, channel, secret = await setup_channel(api, cluster.a, cluster.b, fake_telegram)
+    customers = range(5500100, 5500105)
+    # Each new customer's first two messages reach A and B at the same moment (Facebook, or a
+    # Telegram retry racing the original): one of the two transactions clashes on the new contact.
+    await asyncio.gather(*(api.webhook(process, channel, secret, text_update(user, f"{user} via {process.name}"))
+                           for user in customers for process in (cluster.a, cluster.b)))
+
+    chats = [chat for chat in await api.call(cluster.a, "GET", "/api/chats?limit=100", admin)
+             if chat["channel_id"] == channel["id"]]
+    assert sorted(int(chat["contact"]["external_id"]) for chat in chats) == list(customers)
+    for chat in chats:
+        page = await api.call(cluster.b, "GET", f"/api/chats/{chat['id']}/messages", admin)
+        user = chat["contact"]["external_id"]
+        assert sorted(m["text"] for m in page["messages"]) == [f"{user} via a", f"{user} via b"]
+        assert chat["unread"] == 2
+
+
+async def test_revoking_a_token_on_one_process_drops_its_socket_on_the_other(cluster, api, fake_telegram):
+    admin, queue, channel, secret = await setup_channel(api, cluster.a, cluster.b, fake_telegram)
+    agent, token = await api.agent(cluster.a, admin, "mp-carla", queue["id"])
+    sio = await api.socket(cluster.b, token, [])
+    assert sio.connected
+
+    await api.call(cluster.a, "DELETE", "/api/session", token, status=204)
+
+    await eventually(lambda: not sio.connected, timeout=10)
+
+
+async def test_an_embed_secret_rotated_through_one_process_is_the_one_every_process_checks(cluster, api):
+    admin = await api.login(cluster.a, ADMIN)
+    old = (await api.call(cluster.b, "GET", "/api/settings", admin))["embed_secret"]
+    new = (await api.call(cluster.a, "POST", "/api/settings/embed-secret", admin))["embed_secret"]
+    assert new != old
+    assert (await api.call(cluster.b, "GET", "/api/settings", admin))["embed_secret"] == new
+
+    def link(secret: str) -> str:
+        token = jwt.encode({"sub": ADMIN, "exp": int(time.time()) + 300}, secret, algorithm="HS256")
+        return f"{cluster.b.url}/embed?token={token}"
+
+    async with api.http.get(link(new)) as response:
+        assert response.status == 200
+    async with api.http.get(link(old)) as response:
+        assert response.status == 403
+
+
+async def test_a_polling_session_lives_in_one_process_only(cluster, api):
+    # Why several processes need websocket-only or sticky sessions: the long-polling session
+    # opened on A is unknown to B, so a balancer that sends its next request to B breaks it.
+    async with api.http.get(f"{cluster.a.url}/socket.io/?EIO=4&transport=polling") as response:
+        assert response.status == 200
+        body = await response.text()
+    sid = json.loads(body[body.index("{"):])["sid"]
+    path = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+    async with api.http.post(cluster.a.url + path, data="40") as response:
+        assert response.status == 200  # A knows the session
+    async with api.http.post(cluster.b.url + path, data="40") as response:
+        assert response.status == 400  # B does not
+    async with api.http.post(cluster.a.url + path, data="1") as response:  # engine.io CLOSE
+        assert response.status == 200
+
+
+async def test_websocket_only_serves_no_long_polling(aiohttp_client, settings):
+    # The setting docs/deploy.md recommends for several processes: no polling, no sticky sessions.
+    app = create_app(dataclasses.replace(settings, transports=("websocket",)))
+    server = await aiohttp_client(app)
+    response = await server.get("/socket.io/?EIO=4&transport=polling")
+    assert response.status == 400
+    default = await aiohttp_client(create_app(settings))
+    response = await default.get("/socket.io/?EIO=4&transport=polling")
+    assert response.status == 200
+
+
+def test_the_transports_come_from_a_flag_or_the_environment():
+    assert from_env(None, {}).transports == ("polling", "websocket")
+    assert from_env(None, {"DESK_TRANSPORTS": "websocket"}).transports == ("websocket",)
+    flag = run.build_parser().parse_args(["--transports", "websocket"])
+    assert from_env(flag, {"DESK_TRANSPORTS": "polling"}).transports == ("websocket",)
+    with pytest.raises(ValueError, match="carrier-pigeon"):
+        from_env(None, {"DESK_TRANSPORTS": "websocket,carrier-pigeon"})
