@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = from_env(args)
     print(f"Desk on http://{settings.host}:{settings.port} (database {settings.database_url})", flush=True)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    access_log = logging.getLogger("aiohttp.access") if settings.access_log else None
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, access_log=access_log)
     return 0
 
 

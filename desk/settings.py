@@ -32,6 +32,8 @@ class Settings:
     redis_url: str | None = None
     # Socket.IO transports served: "websocket" alone needs no sticky sessions behind a balancer.
     transports: tuple[str, ...] = TRANSPORTS
+    # One log line per request costs about a tenth of a webhook's CPU (bench/RESULTS.md).
+    access_log: bool = False
     secret_key: str | None = None
     embed_origins: tuple[str, ...] = ()
     embed_secret: str | None = None
@@ -82,6 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, default: object = None) ->
     parser.add_argument("--transports", dest="transports", default=default,
                         help="Socket.IO transports: polling,websocket (default) or websocket")
     parser.add_argument("--embed-origins", dest="embed_origins", default=default)
+    parser.add_argument("--access-log", dest="access_log", action="store_const", const="1", default=default,
+                        help="log every HTTP request (off by default: a proxy in front usually logs them)")
 
 
 def from_env(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +107,7 @@ def from_env(args: argparse.Namespace | None = None, environ: Mapping[str, str] 
         public_url=pick("public_url", "DESK_PUBLIC_URL", "") or "",
         redis_url=pick("redis_url", "DESK_REDIS_URL") or None,
         transports=_transports(pick("transports", "DESK_TRANSPORTS", "")),
+        access_log=(pick("access_log", "DESK_ACCESS_LOG", "") or "").lower() in ("1", "true", "yes", "on"),
         secret_key=env.get("DESK_SECRET_KEY") or None,
         embed_origins=_split(pick("embed_origins", "DESK_EMBED_ORIGINS", "")),
         embed_secret=env.get("DESK_EMBED_SECRET") or None,
