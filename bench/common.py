@@ -148,7 +148,15 @@ def rss_mb(pid: int) -> float:
 class ServerProcess:
     """A server started as a subprocess pinned to the server CPU, with its log and lag file."""
 
-    def __init__(self, name: str, argv: list[str], workdir: Path, port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        workdir: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        cpu: int = SERVER_CPU,
+    ) -> None:
         self.name = name
         self.port = port
         self.url = f"http://{HOST}:{port}"
@@ -163,7 +171,7 @@ class ServerProcess:
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=lambda: pin(SERVER_CPU),
+            preexec_fn=lambda: pin(cpu),
         )
 
     async def wait_ready(self, path: str = "/healthz", timeout: float = 30.0) -> None:

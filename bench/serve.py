@@ -4,6 +4,7 @@ The probe is bench code: with ``DESK_BENCH_LAG_PROBE=FILE`` set, a task samples 
 wakes up and the samples are written to FILE when the server stops (SIGINT). With
 ``DESK_BENCH_ASYNCIO_DEBUG=1`` the loop also runs in asyncio debug mode with
 ``slow_callback_duration = 0.05`` and the slow-callback warnings are counted into the same file.
+With ``DESK_BENCH_EMITS=1`` the time of each committed batch's emits goes there too.
 Nothing under ``desk/`` knows about either.
 """
 
@@ -28,6 +29,7 @@ from desk.settings import add_arguments, from_env  # noqa: E402
 
 DEBUG_ENV = "DESK_BENCH_ASYNCIO_DEBUG"
 PROFILE_ENV = "DESK_BENCH_PROFILE"
+EMITS_ENV = "DESK_BENCH_EMITS"
 SLOW_CALLBACK = 0.05
 
 
@@ -46,7 +48,29 @@ class SlowCallbacks(logging.Handler):
             self.messages.append((time.monotonic(), text if len(text) < 400 else f"{text[:200]} ... {text[-120:]}"))
 
 
-def probe_ctx(path: str, slow: SlowCallbacks | None):
+def time_emits(emits: list[tuple[float, float, float, int]]) -> None:
+    """Wrap the listener's emit of one committed batch to keep (start, wall seconds, CPU seconds, events).
+
+    A batch is every event of one transaction (a webhook's message for each operator who sees
+    it): its time is the server time of emitting one message to its watchers (TARGETS P7).
+    python-socketio awaits each emit's per-socket sends, so the batch passes through the loop
+    once per emit: the wall time includes whatever else the loop ran meanwhile, and the CPU time
+    (of the loop's thread) too; both are the batch's own only when nothing else is going on.
+    """
+    from desk.realtime.listener import Listener
+
+    original = Listener._emit
+
+    async def timed(self: Listener, records: list) -> None:
+        start, cpu = time.perf_counter(), time.thread_time()
+        at = time.monotonic()
+        await original(self, records)
+        emits.append((at, time.perf_counter() - start, time.thread_time() - cpu, len(records)))
+
+    Listener._emit = timed  # type: ignore[method-assign]
+
+
+def probe_ctx(path: str, slow: SlowCallbacks | None, emits: list[tuple[float, float, float, int]] | None = None):
     """Return a cleanup context that runs the lag probe and writes its samples at shutdown."""
 
     async def ctx(_: web.Application) -> AsyncIterator[None]:
@@ -58,7 +82,9 @@ def probe_ctx(path: str, slow: SlowCallbacks | None):
         task = asyncio.create_task(lag_probe(samples))
         yield
         task.cancel()
-        extra = {"slow_callbacks": slow.messages} if slow is not None else {}
+        extra: dict = {"slow_callbacks": slow.messages} if slow is not None else {}
+        if emits is not None:
+            extra["emits"] = emits
         write_lag_samples(path, samples, extra)
 
     return ctx
@@ -84,7 +110,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="bench/serve.py")
     add_arguments(parser)
     args = parser.parse_args()
-    # The same logging as run.py, so the access log costs what it costs in production.
+    # The same logging as run.py, so the access log costs what it costs in production (off
+    # unless --access-log / DESK_ACCESS_LOG, as in run.py).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = from_env(args)
     app = create_app(settings)
@@ -92,12 +119,17 @@ def main() -> None:
     if os.environ.get(DEBUG_ENV):
         slow = SlowCallbacks()
         logging.getLogger("asyncio").addHandler(slow)
+    emits: list[tuple[float, float, float, int]] | None = None
+    if os.environ.get(EMITS_ENV):
+        emits = []
+        time_emits(emits)
     if os.environ.get(LAG_ENV):
-        app.cleanup_ctx.append(probe_ctx(os.environ[LAG_ENV], slow))
+        app.cleanup_ctx.append(probe_ctx(os.environ[LAG_ENV], slow, emits))
     if os.environ.get(PROFILE_ENV):
         app.cleanup_ctx.append(profile_ctx(os.environ[PROFILE_ENV]))
     print(f"Desk (bench) on http://{settings.host}:{settings.port}", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None)
+    access_log = logging.getLogger("aiohttp.access") if settings.access_log else None
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=access_log)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from desk.web.views import admin, chats, pages, session, system, webhooks
+from desk.web.views import admin, chats, pages, session, settings, system, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
@@ -42,6 +42,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete("/api/channels/{id}", admin.delete_channel)
     r.add_post("/api/channels/{id}/register", admin.register_channel, name="api-channel-register")
     r.add_get("/api/channels/{id}/health", admin.channel_health, name="api-channel-health")
+    r.add_get("/api/channels/{id}/config", admin.channel_config, name="api-channel-config")
+    r.add_get("/api/actions", admin.list_actions, name="api-actions")
     r.add_get("/api/queues", admin.list_queues, name="api-queues")
     r.add_post("/api/queues", admin.create_queue)
     r.add_patch("/api/queues/{id}", admin.update_queue, name="api-queue")
@@ -62,3 +64,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/login", pages.login_submit)
     r.add_post("/logout", pages.logout, name="logout")
     r.add_get("/embed", pages.embed_page, name="embed")
+    r.add_get("/settings", settings.settings_page, name="settings")

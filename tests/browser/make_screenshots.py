@@ -165,6 +165,35 @@ async def seed(desk: Desk, fake: FakeTelegram) -> dict:
     return {"olena": olena, "jonas": jonas, "lucas": lucas}
 
 
+async def settings_screenshots(desk: Desk, fake: FakeTelegram, signed_in, url: str, out: Path) -> None:
+    """Photograph the settings page: channels (with the connect flow), operators, queues."""
+    _, token = await desk.operator("root", role="admin", name="Rita Okoye")
+    billing = await desk.call("POST", "/api/queues", token, {"name": "Billing", "routing": "least_busy"}, status=201)
+    operators = {op["login"]: op for op in await desk.get("/api/operators", token)}
+    await desk.call("PATCH", f"/api/operators/{operators['tom']['id']}", token,
+                    {"queue_ids": [*operators["tom"]["queue_ids"], billing["id"]], "max_chats": 8})
+    page = await signed_in("maria", {"width": 1280, "height": 820})
+    await page.goto(f"{url}/settings#channels")
+    await page.wait_for_selector('#settings[data-loading="false"]')
+    await page.wait_for_selector('[data-testid="health-status"]')
+    await page.wait_for_timeout(300)
+    await page.screenshot(path=out / "settings-channels.png")
+    await page.click("#channel-add")
+    await page.click('.provider-choice[data-provider="telegram"]')
+    await page.fill('#channel-form input[name="name"]', "Returns bot")
+    await page.fill('input[name="config.token"]', "7012345678:AAH-mistyped")
+    await page.fill('input[name="config.api_base"]', fake.base_url)
+    await page.click("#channel-submit")
+    await page.wait_for_selector('[data-field="config.token"] .field-error:not([hidden])')
+    await page.wait_for_timeout(300)
+    await page.screenshot(path=out / "settings-connect.png")
+    await page.keyboard.press("Escape")
+    for section in ("operators", "queues"):
+        await page.click(f'.settings-nav-link[data-section="{section}"]')
+        await page.wait_for_timeout(300)
+        await page.screenshot(path=out / f"settings-{section}.png")
+
+
 async def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="desk-shots-"))
@@ -240,6 +269,8 @@ async def main(out: Path) -> None:
         await frame.locator(f'.chat-row[data-chat-id="{ids["jonas"]}"]').click()
         await embedded.wait_for_timeout(800)
         await embedded.screenshot(path=out / "desk-embedded.png")
+
+        await settings_screenshots(desk, fake, signed_in, url, out)
         await browser.close()
     await client.close()
     await fake_server.close()

@@ -79,6 +79,25 @@ async def channel_health(request: web.Request) -> web.Response:
     })
 
 
+async def channel_config(request: web.Request) -> web.Response:
+    """GET /api/channels/{id}/config: the values of the provider's non-secret fields (admins only)."""
+    require_admin(request)
+    channel = channels.get(path_id(request))
+    cls = request.app[context_key].registry.get(channel.provider)
+    stored = json.loads(channel.config)
+    fields = [f for f in cls.fields if not f.secret] if cls is not None else []
+    return web.json_response({f.name: stored.get(f.name, "") for f in fields})
+
+
+async def list_actions(request: web.Request) -> web.Response:
+    """GET /api/actions: ``[{code, title, default}]`` every chat action an admin may enable on a queue."""
+    require_admin(request)
+    ctx = request.app[context_key]
+    defaults = set(chat_actions.default_codes(ctx))
+    return web.json_response([{"code": code, "title": title, "default": code in defaults}
+                              for code, title in chat_actions.known_codes(ctx).items()])
+
+
 def _queue_fields(data: dict, *, partial: bool, known: dict[str, str]) -> dict:
     errors, values = {}, {}
     if not partial or "name" in data:
