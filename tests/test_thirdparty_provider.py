@@ -141,3 +141,36 @@ async def test_the_installed_provider_is_listed_and_carries_messages_both_ways(d
     await eventually(sent)
     assert echo_target.received == [({"to": "alice", "text": "Hi Alice", "desk_id": reply["id"]}, SECRET)]
 
+
+
+async def test_the_installed_chat_action_is_offered_where_enabled_and_runs(desk, echo_target):
+    _, token = await desk.operator("boss", role="admin")
+    known = {a["code"] for a in await desk.get("/api/actions", token)}
+    assert "echo_tag" in known
+    channel = await desk.call("POST", "/api/channels", token, {
+        "provider": "echo", "name": "Echo", "config": {"send_url": echo_target.url, "shared_secret": SECRET}},
+        status=201)
+    raw = json.dumps({"id": "e-1", "from": "alice", "name": "Alice", "text": "Hello"}).encode()
+    assert (await desk.client.post(f"/webhooks/{channel['id']}", data=raw, headers={"X-Echo-Secret": SECRET})).status == 200
+    [chat] = await desk.get("/api/chats", token)
+
+    # A plug-in action is offered only on queues that enable it.
+    assert "echo_tag" not in {a["code"] for a in await desk.get(f"/api/chats/{chat['id']}/actions", token)}
+    queue = (await desk.get("/api/queues", token))[0]
+    await desk.call("PATCH", f"/api/queues/{queue['id']}", token, {"actions": [*queue["actions"], "echo_tag"]})
+    offered = await desk.get(f"/api/chats/{chat['id']}/actions", token)
+    assert {"code": "echo_tag", "title": "Tag the customer"} in offered
+
+    bad = await desk.call("POST", f"/api/chats/{chat['id']}/actions/echo_tag", token, {}, status=400)
+    assert "URL" in bad["error"]["message"]
+    result = await desk.call("POST", f"/api/chats/{chat['id']}/actions/echo_tag", token,
+                             {"url": echo_target.url, "tag": "gold"})
+    assert result["note"] == "Tagging the customer"
+    await eventually(lambda: any(body.get("tag") == "gold" for body, _ in echo_target.received))
+    [(body, _)] = [item for item in echo_target.received if item[0].get("tag")]
+    assert body == {"tag": "gold", "chat_id": chat["id"], "contact": "alice"}
+
+    async def noted() -> bool:
+        page = await desk.get(f"/api/chats/{chat['id']}/messages", token)
+        return page["messages"][-1]["text"] == "Tagged the customer gold"
+    await eventually(noted)
