@@ -9,7 +9,7 @@ import pytest
 import socketio
 
 from desk.web.views import system
-from tests.conftest import eventually
+from tests.conftest import eventually, fixture_json
 
 _update_ids = itertools.count(900_000_001)
 
@@ -319,3 +319,27 @@ async def test_replay_past_retention_answers_sync_required(desk, setup, monkeypa
         assert body["error"]["code"] == "sync_required" and body["error"]["message"]
     kept = await desk.get(f"/api/events?after={latest - 2}", token)
     assert [e["seq"] for e in kept["events"]] == [latest - 1, latest] and kept["seq"] == latest
+
+
+async def test_joining_and_leaving_a_queue_updates_the_agents_view_live(desk, fake_telegram):
+    _, admin_token = await desk.operator("chief", role="admin")
+    channel = await desk.telegram_channel(admin_token, fake_telegram)
+    await desk.telegram_update(channel, fixture_json("telegram", "telegram_update_text.json"))
+    [chat] = await desk.get("/api/chats", admin_token)
+    agent, token = await desk.operator("late")
+    sio, events = await desk.socket(token)
+    try:
+        await desk.call("PATCH", f"/api/operators/{agent['id']}", admin_token, {"queue_ids": [chat["queue_id"]]})
+        await eventually(lambda: any(n == "unread.updated" for n, _ in events))
+        created = [d for n, d in events if n == "chat.created"]
+        assert [d["id"] for d in created] == [chat["id"]]
+        assert [d for n, d in events if n == "unread.updated"][-1]["chats"] == 1
+
+        await desk.call("PATCH", f"/api/operators/{agent['id']}", admin_token, {"queue_ids": []})
+        await eventually(lambda: sum(n == "unread.updated" for n, _ in events) == 2)
+        [last] = [d for n, d in events if n == "chat.updated"]
+        assert last["id"] == chat["id"]
+        assert [d for n, d in events if n == "unread.updated"][-1] == {"chats": 0, "messages": 0, "seq": last["seq"] + 1}
+        assert await desk.get("/api/chats", token) == []
+    finally:
+        await sio.disconnect()

@@ -58,3 +58,19 @@ def message_event(changes: Changes, name: str, message: Message, operator_ids: I
 def operator_changed(changes: Changes, op: Operator) -> None:
     """Record ``operator.updated`` for admins and the operator."""
     changes.add(sorted(queries.admin_ids() | {op.id}), events.OPERATOR_UPDATED, payloads.operator(op))
+
+
+def open_chat_ids(op: Operator) -> set[int]:
+    """Return the ids of the open chats ``op`` sees now."""
+    query = queries.visible_chats(op).select(Chat.id).where(Chat.status.in_(queries.OPEN))
+    return {row.id for row in query}
+
+
+def view_changed(changes: Changes, op: Operator, before: set[int]) -> None:
+    """Tell an operator whose role or queues changed: chats that came into view, the last word on those that left."""
+    after = open_chat_ids(op)
+    for chat in Chat.select().where(Chat.id.in_(sorted(after ^ before))).order_by(Chat.id):
+        name = events.CHAT_CREATED if chat.id in after else events.CHAT_UPDATED
+        changes.add((op.id,), name, chat_payload(chat))
+    if after != before:
+        unread(changes, (op.id,))

@@ -219,6 +219,7 @@ async def update_operator(request: web.Request) -> web.Response:
         if {"status", "max_chats", "queue_ids"} & set(data):  # may route: queues before the operator row
             routing.lock_queues(queries.queue_ids(op.id) + [q for q in data.get("queue_ids") or [] if isinstance(q, int)])
         op = Operator.get_by_id(op.id)
+        view_before = notify.open_chat_ids(op) if {"role", "queue_ids"} & set(data) else None
         for key in ("name", "role", "max_chats", "enabled"):
             if key in data:
                 setattr(op, key, data[key].strip() if isinstance(data[key], str) else data[key])
@@ -236,6 +237,8 @@ async def update_operator(request: web.Request) -> web.Response:
             Token.delete().where(Token.operator == op.id).execute()
         if status_changed or "name" in data or "role" in data or "queue_ids" in data or "enabled" in data:
             notify.operator_changed(changes, op)
+        if view_before is not None and op.enabled:
+            notify.view_changed(changes, op, view_before)
         if op.enabled and op.status == "online" and ({"status", "max_chats", "queue_ids"} & set(data)):
             routing.route_for_operator(changes, op.id)
     if data.get("enabled") is False or password_hash:
