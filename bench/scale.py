@@ -235,8 +235,17 @@ async def desk(config: str, purpose: str, workdir: Path, args: argparse.Namespac
             for server in servers:
                 server.stop()
                 dep.emits[server.name] = _read_emits(server)
+                keep_log(server, purpose, args)
             if dep.pg is not None:
                 dep.pg.close()
+
+
+def keep_log(server: ServerProcess, purpose: str, args: argparse.Namespace) -> None:
+    """Copy a server's log to bench/out/ when --keep-logs was given."""
+    if args.keep_logs and server.log_path.exists():
+        out = BENCH / "out"
+        out.mkdir(exist_ok=True)
+        (out / f"scale-{purpose}-{server.name}.log").write_bytes(server.log_path.read_bytes())
 
 
 @contextlib.asynccontextmanager
@@ -355,9 +364,9 @@ def emit_endpoint(server: ServerProcess, query: str) -> Endpoint:
     return Endpoint("A", server.port, build)
 
 
-async def fire(endpoints: list[Endpoint], rate: float | None, seconds: float, counter: itertools.count
-               ) -> tuple[list[tuple[float, float, int, str]], float, float]:
-    """Send requests for ``seconds``, alternating the endpoints: at ``rate``/s, or back to back on CONNECTIONS.
+async def fire(endpoints: list[Endpoint], rate: float | None, seconds: float, counter: itertools.count,
+               limit: int = 10**9) -> tuple[list[tuple[float, float, int, str]], float, float]:
+    """Send requests for ``seconds`` (``limit`` at most), alternating the endpoints: at ``rate``/s, or back to back.
 
     Each request's text is ``bench <monotonic send time> <n> <endpoint tag>``. Return the
     samples ``(sent, answered, status, tag)``, the start and the end.
@@ -389,18 +398,21 @@ async def fire(endpoints: list[Endpoint], rate: float | None, seconds: float, co
 
     start = time.monotonic()
     deadline = start + seconds
+    started = 0
     if rate is None:
 
         async def worker(index: int) -> None:
-            while time.monotonic() < deadline:
+            nonlocal started
+            while time.monotonic() < deadline and started < limit:
+                started += 1
                 await one(index)
 
         await asyncio.gather(*(worker(i % len(endpoints)) for i in range(CONNECTIONS)))
     else:
         tasks: set[asyncio.Task] = set()
         sent = 0
-        while (now := time.monotonic()) < deadline:
-            due = int((now - start) * rate) + 1 - sent
+        while (now := time.monotonic()) < deadline and sent < limit:
+            due = min(int((now - start) * rate) + 1, limit) - sent
             for _ in range(due):
                 if len(tasks) >= MAX_IN_FLIGHT:
                     break
@@ -465,7 +477,7 @@ class Meter:
         return used
 
 
-async def settle(fleet: Fleet, quiet: float = 0.5, timeout: float = 120.0) -> None:
+async def settle(fleet: Fleet, quiet: float = 0.5, timeout: float = 300.0) -> None:
     """Wait until no socket event has arrived for ``quiet`` seconds."""
     deadline = time.monotonic() + timeout
     last = -1
@@ -478,11 +490,11 @@ async def settle(fleet: Fleet, quiet: float = 0.5, timeout: float = 120.0) -> No
 
 
 async def measure(label: str, endpoints: list[Endpoint], fleet: Fleet, meter: Meter, phase: str, seconds: float,
-                  counter: itertools.count) -> dict[str, Any]:
+                  counter: itertools.count, limit: int = 10**9) -> dict[str, Any]:
     """Run one phase of load and summarise it: HTTP, pushes (per server pair), fan-out, CPU, contention."""
     rate = None if phase == "max" else float(phase)
     m0 = meter.snap()
-    samples, start, end = await fire(endpoints, rate, seconds, counter)
+    samples, start, end = await fire(endpoints, rate, seconds, counter, limit)
     m1 = meter.snap()
     await settle(fleet)
     m2 = meter.snap()
@@ -719,8 +731,9 @@ async def part_fanout(args: argparse.Namespace, fake: FakeBotApi) -> list[dict[s
                     await settle(fleet)
                     await asyncio.to_thread(fleet.take)
                     for phase in phases:
+                        limit = args.fanout_max_deliveries // (3 * size) if phase == "max" else 10**9
                         phase_results.append(await measure(f"desk ({config})", endpoints, fleet, meter, phase,
-                                                           args.fanout_seconds, counter))
+                                                           args.fanout_seconds, counter, limit))
                 finally:
                     await asyncio.to_thread(fleet.stop)
             for r in phase_results:
@@ -744,8 +757,9 @@ async def part_fanout(args: argparse.Namespace, fake: FakeBotApi) -> list[dict[s
                     await settle(fleet)
                     await asyncio.to_thread(fleet.take)
                     for phase in phases:
+                        limit = args.fanout_max_deliveries // size if phase == "max" else 10**9
                         phase_results.append(await measure(label, endpoints, fleet, meter, phase, args.fanout_seconds,
-                                                           counter))
+                                                           counter, limit))
                 finally:
                     await asyncio.to_thread(fleet.stop)
             for r in phase_results:
@@ -881,8 +895,8 @@ async def part_soak(args: argparse.Namespace, fake: FakeBotApi) -> list[dict[str
                     await asyncio.to_thread(fleet.connect, [(dep.a.url, t, "A") for t in tokens])
                     fan = round(scenario.fanout())
                     endpoints = [emit_endpoint(dep.a, f"mode=rooms&rooms={fan}&events=3")]
-                    results.append(await soak(dep.name.replace("bare", "bare python-socketio"), dep, fleet, endpoints,
-                                              args, args.soak_bare_seconds))
+                    label = "bare python-socketio" + (" (Redis manager)" if dep.redis is not None else "")
+                    results.append(await soak(label, dep, fleet, endpoints, args, args.soak_bare_seconds))
                 finally:
                     await asyncio.to_thread(fleet.stop)
     return results
@@ -1044,7 +1058,7 @@ def main() -> int:
                         help="deployments of the ingest part")
     parser.add_argument("--agents", type=int, default=500)
     parser.add_argument("--queues", type=int, default=50)
-    parser.add_argument("--rates", nargs="+", default=["max", "100"], help="ingest phases: 'max' and/or webhooks/s")
+    parser.add_argument("--rates", nargs="+", default=["max", "100", "30"], help="ingest phases: 'max' and/or webhooks/s")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each ingest phase")
     parser.add_argument("--b-cpu", type=int, default=1, help="CPU of process B (0: share A's core)")
     parser.add_argument("--client-procs", type=int, default=2, help="socket-client processes (ingest, soak)")
@@ -1055,6 +1069,9 @@ def main() -> int:
     parser.add_argument("--fanout-rate", type=float, default=5.0,
                         help="P7: messages/s of the timing phase (slow enough that one message's emits run alone)")
     parser.add_argument("--fanout-seconds", type=float, default=8.0)
+    parser.add_argument("--fanout-max-deliveries", type=int, default=60_000,
+                        help="P7: the max phase stops after this many deliveries' worth of messages (its pushes "
+                             "can fall far behind its answers)")
     parser.add_argument("--fanout-configs", nargs="+", default=["pg", "pg-redis"], choices=list(CONFIGS))
     store_pg.add_arguments(parser, prefix="store-")
     parser.add_argument("--soak-seconds", type=float, default=600.0)
@@ -1065,6 +1082,7 @@ def main() -> int:
     parser.add_argument("--soak-rate", type=float, default=50.0)
     parser.add_argument("--churn", type=float, default=10.0, help="P12: reconnects (one close + one open) per second")
     parser.add_argument("--soak-config", default="pg-redis", choices=list(CONFIGS))
+    parser.add_argument("--keep-logs", action="store_true", help="copy the Desk servers' logs to bench/out/")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     if args.quick:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
@@ -42,11 +44,18 @@ CONNECT_TIMEOUT = 2.0
 # Longest wait for a command's answer (publish, the checks); a connection that stays silent
 # longer is dropped. Not for the subscription, which may rightly be silent for long.
 COMMAND_TIMEOUT = 1.5
+# Publishes in flight at once. redis-py's pool refuses a command beyond its 100 connections
+# ("Too many connections"), and python-socketio answers any failed publish by connecting again;
+# when the old client closed at once, every publish in flight on it failed too and connected
+# again: under a backlog of emits, a storm of reconnections that lost emits (bench/RESULTS.md).
+PUBLISH_CONCURRENCY = 32
 # Desk's own messages on the channel start with this prefix and are not JSON, so that
 # python-socketio's listeners (Desk's too) never take them for Socket.IO traffic.
 CONTROL = b"desk:"
 PING = CONTROL + b"ping:"
 DISCONNECT = CONTROL + b"disconnect:"
+# The events of one committed change, published as one message (``emit_many``).
+EMITS = CONTROL + b"emits:"
 
 
 def _options() -> dict[str, Any]:
@@ -69,6 +78,9 @@ class DeskRedisManager(socketio.AsyncRedisManager):
         self._pings: dict[bytes, asyncio.Future[None]] = {}
         self._checker: Any = None
         self._tasks: set[asyncio.Task] = set()
+        self._publishing = asyncio.Semaphore(PUBLISH_CONCURRENCY)
+        # When the listener last took a message off the channel (time.monotonic()).
+        self._heard_at = 0.0
 
     # --- connections ------------------------------------------------------------------------
 
@@ -84,12 +96,40 @@ class DeskRedisManager(socketio.AsyncRedisManager):
 
     def _redis_connect(self) -> None:
         # The publishing client (python-socketio's ``_publish`` calls this again after a failed
-        # publish): close the old one's connections. The listener has clients of its own.
+        # publish): close the old one's connections once the publishes still in flight on it
+        # have had their time. The listener has clients of its own.
         old = self.redis
         self.redis = self._client(socket_timeout=COMMAND_TIMEOUT)
         self.connected = True
         if old is not None:
-            self._spawn(_close(old))
+            self._spawn(_close_later(old, COMMAND_TIMEOUT + CONNECT_TIMEOUT))
+
+    async def _publish(self, data: Any) -> Any:
+        """Publish one message, with at most PUBLISH_CONCURRENCY publishes in flight."""
+        async with self._publishing:
+            return await super()._publish(data)
+
+    async def emit_many(self, events: list[tuple[str, Any, str]], namespace: str = "/") -> None:
+        """Emit ``(event, data, room)`` items here, in order, and publish them to the other processes as one message.
+
+        python-socketio publishes each emit on its own: a change seen by 100 operators is 300
+        events, and one publish each cost more than everything else the change did (bench/RESULTS.md).
+        """
+        for event, data, room in events:
+            await self.server.emit(event, data, room=room, namespace=namespace, ignore_queue=True)
+        body = EMITS + json.dumps({"host": self.host_id, "namespace": namespace, "events": events},
+                                  separators=(",", ":")).encode()
+        async with self._publishing:
+            for attempt in (0, 1):  # as python-socketio's own publish: once more on a new connection
+                try:
+                    if not self.connected:
+                        self._redis_connect()
+                    await self.redis.publish(self.channel, body)
+                    return
+                except Exception:
+                    if attempt:
+                        raise
+                    self.connected = False
 
     async def _redis_listen_with_retries(self) -> AsyncIterator[dict]:
         """Yield what the channel carries; after a failure subscribe again with a short, capped pause."""
@@ -125,12 +165,22 @@ class DeskRedisManager(socketio.AsyncRedisManager):
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 
-    async def _listen(self) -> AsyncIterator[bytes]:
+    async def _listen(self) -> AsyncIterator[bytes | dict]:
         channel = self.channel.encode()
         async for message in self._redis_listen_with_retries():
             if message.get("type") != "message" or message.get("channel") != channel:
                 continue
+            self._heard_at = time.monotonic()
             data = message.get("data")
+            if isinstance(data, bytes) and data.startswith(EMITS):
+                batch = json.loads(data[len(EMITS):])
+                host = batch["host"]
+                if host != self.host_id:
+                    # python-socketio's listener takes a dict as an already decoded message.
+                    for event, payload, room in batch["events"]:
+                        yield {"method": "emit", "event": event, "data": [payload], "namespace": batch["namespace"],
+                               "room": room, "host_id": host}
+                continue
             if isinstance(data, bytes) and data.startswith(CONTROL):
                 self._control(data)
                 continue
@@ -223,7 +273,11 @@ class DeskRedisManager(socketio.AsyncRedisManager):
             self.subscribers = None
             return False
         self.subscribers = int(counts[0][1]) if counts else 0
-        if self.subscribed and await self._hears_itself():
+        # A listener far behind (a backlog of emits, a starved loop) hears its ping late, but it
+        # has taken messages off the channel lately: subscribing again would throw that backlog
+        # away. A silent connection carries nothing, not even the pings every process sends.
+        recent = time.monotonic() - CHECK_EVERY
+        if self.subscribed and (await self._hears_itself() or self._heard_at > recent):
             return True
         log.warning("this process does not hear Redis channel %r (%d processes do): subscribing again",
                     self.channel, self.subscribers)
@@ -257,6 +311,14 @@ class DeskRedisManager(socketio.AsyncRedisManager):
     def health(self) -> dict[str, Any]:
         """Return what GET /healthz shows about Redis."""
         return {"redis": "subscribed" if self.subscribed else "unsubscribed", "redis_subscribers": self.subscribers}
+
+
+async def _close_later(client: Any, delay: float) -> None:
+    """Close a replaced client after ``delay`` seconds, when no command can still be waiting on it (or at stop)."""
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        await _close(client)
 
 
 async def _close(*clients: Any) -> None:
