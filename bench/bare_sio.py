@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import socketio  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from bench.common import LAG_ENV, lag_probe, write_lag_samples  # noqa: E402
+from bench.common import LAG_ENV, lag_probe, memory_probe, write_lag_samples  # noqa: E402
 
 NAMES = ("message.created", "chat.updated", "unread.updated")
 
@@ -102,13 +102,16 @@ def create(redis_url: str | None) -> web.Application:
     async def probe(_: web.Application) -> AsyncIterator[None]:
         samples: list[tuple[float, float]] = []
         task = asyncio.create_task(lag_probe(samples))
+        memory: list = []
+        heap_task = asyncio.create_task(memory_probe(memory))
         if manager is not None:
             sio.manager_initialized = True
             manager.initialize()
         yield
         task.cancel()
+        heap_task.cancel()
         if os.environ.get(LAG_ENV):
-            write_lag_samples(os.environ[LAG_ENV], samples, {"emits": emits})
+            write_lag_samples(os.environ[LAG_ENV], samples, {"emits": emits, "memory": memory})
 
     app.router.add_post("/emit", emit)
     app.router.add_get("/healthz", healthz)

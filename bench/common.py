@@ -234,6 +234,42 @@ async def lag_probe(samples: list[tuple[float, float]], interval: float = LAG_IN
         samples.append((now, max(0.0, now - start - interval)))
 
 
+MEMORY_EVERY = 10.0
+
+
+def heap() -> dict[str, float]:
+    """Return where this process's memory is: Python objects (pymalloc blocks) and C malloc (glibc mallinfo2).
+
+    ``blocks``: memory blocks Python has allocated (objects alive); ``malloc_used`` /
+    ``malloc_free`` MiB: bytes glibc's malloc has handed out / holds free without giving them back
+    to the system (fragmentation shows as ``malloc_free``). RSS counts both, and pymalloc's arenas.
+    """
+    found: dict[str, float] = {"blocks": float(sys.getallocatedblocks())}
+    try:
+        import ctypes
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                "keepcost")]
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+        info = libc.mallinfo2()
+        found["malloc_used"] = (info.uordblks + info.hblkhd) / 1024 / 1024
+        found["malloc_free"] = info.fordblks / 1024 / 1024
+    except (OSError, AttributeError):
+        pass
+    return found
+
+
+async def memory_probe(samples: list[tuple[float, dict[str, float]]], interval: float = MEMORY_EVERY) -> None:
+    """Record ``heap()`` every ``interval`` seconds (the server side of the soak's memory figures)."""
+    while True:
+        samples.append((time.monotonic(), heap()))
+        await asyncio.sleep(interval)
+
+
 # --- a small, fast HTTP/1.1 keep-alive client -------------------------------------------------
 # aiohttp's client costs more CPU per request than the servers under test at their fastest; the
 # load generator speaks plain HTTP/1.1 over asyncio streams so that it is not the bottleneck.

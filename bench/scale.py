@@ -184,18 +184,22 @@ class Deployment:
     db_url: str | None = None
     redis: Any = None
     pg: PgBackends | None = None
-    emits: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)
+    emits: dict[str, list[tuple[float, float, float, int]]] = field(default_factory=dict)
+    # Each server's heap samples (bench.common.heap) taken by the server itself.
+    memory: dict[str, list[tuple[float, dict[str, float]]]] = field(default_factory=dict)
 
     @property
     def a(self) -> ServerProcess:
         return self.servers[0]
 
 
-def _read_emits(server: ServerProcess) -> list[tuple[float, float, int]]:
+def _read_extra(server: ServerProcess, dep: Deployment) -> None:
     try:
-        return [tuple(e) for e in json.loads(server.lag_path.read_text()).get("emits", [])]
+        data = json.loads(server.lag_path.read_text())
     except (OSError, ValueError):
-        return []
+        return
+    dep.emits[server.name] = [tuple(e) for e in data.get("emits", [])]
+    dep.memory[server.name] = [(t, m) for t, m in data.get("memory", [])]
 
 
 @contextlib.asynccontextmanager
@@ -234,7 +238,7 @@ async def desk(config: str, purpose: str, workdir: Path, args: argparse.Namespac
         finally:
             for server in servers:
                 server.stop()
-                dep.emits[server.name] = _read_emits(server)
+                _read_extra(server, dep)
                 keep_log(server, purpose, args)
             if dep.pg is not None:
                 dep.pg.close()
@@ -265,7 +269,7 @@ async def bare(workdir: Path, redis: bool) -> AsyncIterator[Deployment]:
             yield dep
         finally:
             server.stop()
-            dep.emits[server.name] = _read_emits(server)
+            _read_extra(server, dep)
 
 
 @dataclass
@@ -827,6 +831,7 @@ async def soak(label: str, dep: Deployment, fleet: Fleet, endpoints: list[Endpoi
     slope = _slope([(s["t"], s["rss"]) for s in half])
     result = {
         "label": label,
+        "start": start,
         "seconds": seconds,
         "requests_ok": ok,
         "requests": len(requests),
@@ -854,6 +859,22 @@ async def soak(label: str, dep: Deployment, fleet: Fleet, endpoints: list[Endpoi
           f"{result['growth_from_first']:+.1%} from the start; second half slope {result['slope_mib_per_h']:+.1f} MiB/h; "
           f"fds {result['fds_first']} -> {result['fds_last']} (max {result['fds_max']})", flush=True)
     return result
+
+
+def heap_growth(result: dict[str, Any], dep: Deployment, args: argparse.Namespace) -> None:
+    """Add the server's own heap figures (Python blocks, malloc used and free) at warm-up and at the end."""
+    samples = [(t - result["start"], m) for t, m in dep.memory.get(dep.a.name, []) if t >= result["start"]]
+    samples = [s for s in samples if s[0] <= result["seconds"] + SAMPLE_EVERY]
+    if len(samples) < 2:
+        return
+    warm = next((s for s in samples if s[0] >= args.soak_warmup), samples[0])
+    last = samples[-1]
+    result["heap"] = {"warm_t": warm[0], "warm": warm[1], "last_t": last[0], "last": last[1]}
+    w, e = warm[1], last[1]
+    print(f"  {result['label']}: from t={warm[0]:.0f} s to t={last[0]:.0f} s Python blocks {w['blocks']:,.0f} -> "
+          f"{e['blocks']:,.0f} ({(e['blocks'] - w['blocks']) / w['blocks']:+.1%}), malloc in use "
+          f"{w.get('malloc_used', float('nan')):.1f} -> {e.get('malloc_used', float('nan')):.1f} MiB, malloc free but "
+          f"held {w.get('malloc_free', float('nan')):.1f} -> {e.get('malloc_free', float('nan')):.1f} MiB", flush=True)
 
 
 def _slope(points: list[tuple[float, float]]) -> float:
@@ -886,6 +907,7 @@ async def part_soak(args: argparse.Namespace, fake: FakeBotApi) -> list[dict[str
                 results.append(await soak(f"desk ({args.soak_config})", dep, fleet, endpoints, args, args.soak_seconds))
             finally:
                 await asyncio.to_thread(fleet.stop)
+        heap_growth(results[-1], dep, args)
     if args.soak_bare_seconds > 0:
         with tempfile.TemporaryDirectory(prefix="bench-scale-soak-bare-") as tmp:
             async with bare(Path(tmp), redis=CONFIGS[args.soak_config]["redis"]) as dep:
@@ -899,6 +921,7 @@ async def part_soak(args: argparse.Namespace, fake: FakeBotApi) -> list[dict[str
                     results.append(await soak(label, dep, fleet, endpoints, args, args.soak_bare_seconds))
                 finally:
                     await asyncio.to_thread(fleet.stop)
+            heap_growth(results[-1], dep, args)
     return results
 
 
@@ -996,6 +1019,16 @@ def report(run: dict[str, Any]) -> str:
                 f"{r['rss_max']:.1f} | {r['growth_from_warm']:+.1%} ({r['growth_from_first']:+.1%}) "
                 f"| {r['slope_mib_per_h']:+.1f} | {r['fds_first']} / {r['fds_last']} / {r['fds_max']} "
                 f"| {r['server_cpu_mean']:.0%} ({r['waited_mean']:.0%}) | {r['others_mean']:.0%} |")
+        for r in soaks:
+            h = r.get("heap")
+            if h:
+                w, e = h["warm"], h["last"]
+                out.append(f"- {r['label']}, the server's own heap from t={h['warm_t']:.0f} s to t={h['last_t']:.0f} s: "
+                           f"Python blocks {w['blocks']:,.0f} -> {e['blocks']:,.0f} "
+                           f"({(e['blocks'] - w['blocks']) / w['blocks']:+.1%}); malloc in use "
+                           f"{w.get('malloc_used', float('nan')):.1f} -> {e.get('malloc_used', float('nan')):.1f} MiB; "
+                           f"malloc free but held {w.get('malloc_free', float('nan')):.1f} -> "
+                           f"{e.get('malloc_free', float('nan')):.1f} MiB")
         out += ["", "Samples (t s: RSS MiB, fds, sockets, push p99 ms, others CPU):", ""]
         for r in soaks:
             cells = [f"{s['t']:.0f}: {s['rss']:.1f}, {s['fds']}, {s['open']}, {fmt(s['push']['p99'], 0)}, "

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp import web  # noqa: E402
 
-from bench.common import LAG_ENV, lag_probe, write_lag_samples  # noqa: E402
+from bench.common import LAG_ENV, lag_probe, memory_probe, write_lag_samples  # noqa: E402
 from desk.app import create_app  # noqa: E402
 from desk.settings import add_arguments, from_env  # noqa: E402
 
@@ -80,11 +80,15 @@ def probe_ctx(path: str, slow: SlowCallbacks | None, emits: list[tuple[float, fl
             loop.set_debug(True)
             loop.slow_callback_duration = SLOW_CALLBACK
         task = asyncio.create_task(lag_probe(samples))
+        memory: list = []
+        heap_task = asyncio.create_task(memory_probe(memory))
         yield
         task.cancel()
+        heap_task.cancel()
         extra: dict = {"slow_callbacks": slow.messages} if slow is not None else {}
         if emits is not None:
             extra["emits"] = emits
+        extra["memory"] = memory
         write_lag_samples(path, samples, extra)
 
     return ctx
