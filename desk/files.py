@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiofiles
 import aiofiles.os
+
+from providers.common import open_file
 
 
 class FileTooLarge(Exception):
@@ -30,18 +30,6 @@ def safe_name(file_name: str | None, mime: str | None) -> str:
     return f"{token[:2]}/{token}{ext}"
 
 
-def _discard_opened(opening: asyncio.Future) -> None:
-    """Close and remove a file whose opener was cancelled while a thread was opening it."""
-    if opening.cancelled() or opening.exception() is not None:
-        return
-    handle = opening.result()
-    handle._file.close()  # the thread is done: closing directly is instant
-    try:
-        os.remove(handle.name)
-    except OSError:
-        pass
-
-
 async def store_stream(media_dir: Path, chunks: AsyncIterator[bytes], *, limit: int, file_name: str | None,
                        mime: str | None) -> tuple[str, int]:
     """Write ``chunks`` to a new file under ``media_dir``; return (relative path, size)."""
@@ -51,22 +39,20 @@ async def store_stream(media_dir: Path, chunks: AsyncIterator[bytes], *, limit: 
     partial = target.with_name(target.name + ".part")
     size = 0
     try:
-        # aiofiles runs each call in a thread. Shielded: a download cancelled at shutdown must
-        # still close its file (the thread finishes the call either way), or the handle leaks.
-        opening = asyncio.ensure_future(aiofiles.open(partial, "wb"))
-        try:
-            out = await asyncio.shield(opening)
-        except asyncio.CancelledError:
-            opening.add_done_callback(_discard_opened)
-            raise
+        out = await open_file(partial, "wb")
         try:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
                     raise FileTooLarge(f"the file is larger than the limit of {_human(limit)}")
                 await out.write(chunk)
-        finally:
-            await asyncio.shield(out.close())
+            await out.close()
+        except BaseException:
+            # Closed here and now, whatever the thread got to: cancelling an awaited thread call
+            # withdraws it if it has not started yet, and at shutdown nothing would close it later.
+            # Closing twice is harmless; the file object's lock orders it after a write in flight.
+            out._file.close()
+            raise
         await aiofiles.os.replace(partial, target)
     except BaseException:
         try:

@@ -1,4 +1,5 @@
-"""What the built-in providers share: header lookup, JSON bodies, secret checks, checked downloads.
+"""What the built-in providers share: header lookup, JSON bodies, secret checks, checked downloads,
+files opened off the loop.
 
 Any provider may import this module (like ``providers.base`` and ``providers.netguard``); it
 never imports ``desk``.
@@ -6,14 +7,17 @@ never imports ``desk``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import os
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, Final
+from typing import IO, Any, Final
 from urllib.parse import urljoin
 
+import aiofiles
 import aiohttp
 
 from providers.base import BadPayload, Download, FetchError
@@ -80,6 +84,38 @@ def signature_matches(given: str | None, secret: str, body: bytes, *, prefix: st
 def multipart_file_name(name: str) -> str:
     """Return a file name safe in a multipart part's headers: control characters become ``_``."""
     return "".join("_" if ord(char) < 32 or ord(char) == 127 else char for char in name) or "file"
+
+
+async def open_file(path: str | os.PathLike[str], mode: str):
+    """Open ``path`` with aiofiles (in a thread) and see the open through even if cancelled meanwhile.
+
+    A file that a thread opens for a task that no longer waits is never closed: at shutdown the
+    loop may be gone before the thread hands it back. So the open, one quick syscall, always
+    completes, and a cancel that came during it closes the file and is raised afterwards. Whoever
+    gets the file closes it with ``handle._file.close()`` on an error or a cancel: cancelling an
+    awaited thread call withdraws it if it has not started, so a close sent to a thread may never run.
+    """
+    opening = asyncio.ensure_future(aiofiles.open(path, mode))
+    cancelled = False
+    while not opening.done():
+        try:
+            await asyncio.wait([opening])
+        except asyncio.CancelledError:
+            cancelled = True
+    handle = opening.result()  # the open's own error, if it failed
+    if cancelled:
+        handle._file.close()  # the thread is done with it: closing directly is instant
+        raise asyncio.CancelledError
+    return handle
+
+
+async def open_for_upload(path: str | os.PathLike[str]) -> IO[bytes]:
+    """Open the file at ``path`` off the loop, for aiohttp to stream from (it reads in its executor).
+
+    The caller closes it with a plain ``close()`` in a ``finally``: closing a file that was only
+    read does no I/O worth a thread, and a cancelled send must not leave it open.
+    """
+    return (await open_file(path, "rb"))._file
 
 
 class LimitedChunks:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import aiohttp
 
 from providers.base import ProviderError
-from providers.common import multipart_file_name
+from providers.common import multipart_file_name, open_for_upload
 from providers.facebook import const
 
 
@@ -155,8 +155,8 @@ class GraphClient:
         self, recipient: dict[str, Any], message: dict[str, Any], path: str, file_name: str, mime: str
     ) -> dict[str, Any]:
         """Send one attachment, uploading the file at ``path`` as ``filedata``."""
-        # Opening and reading the file are blocking: aiohttp reads file payloads in an executor.
-        handle = await asyncio.to_thread(open, path, "rb")
+        # Opened off the loop; aiohttp reads file payloads in its executor.
+        handle = await open_for_upload(path)
         try:
             # Browsers send the file name as raw UTF-8; percent-quoting would show up in the name.
             form = aiohttp.FormData(quote_fields=False)
@@ -166,7 +166,7 @@ class GraphClient:
             form.add_field("filedata", handle, filename=multipart_file_name(file_name), content_type=mime)
             return await self.request("POST", "/me/messages", data=form, timeout=const.UPLOAD_TIMEOUT)
         finally:
-            await asyncio.to_thread(handle.close)
+            handle.close()  # at once: a close handed to a thread may never run if the send is cancelled
 
     async def profile(self, psid: str) -> dict[str, Any]:
         """Return the customer's name and picture as the User Profile API tells them."""

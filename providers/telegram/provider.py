@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -31,7 +31,7 @@ from providers.base import (
     SendError,
     SendResult,
 )
-from providers.common import LimitedChunks, header, multipart_file_name, same_secret
+from providers.common import LimitedChunks, header, multipart_file_name, open_for_upload, same_secret
 from providers.telegram.api import ApiError, ApiUnreachable, TelegramApi
 from providers.telegram.const import (
     ALLOWED_UPDATES,
@@ -258,9 +258,8 @@ class TelegramProvider(Provider):
     async def _upload(
         self, method: str, field: str, chat_id: int | str, attachment: OutgoingAttachment, caption: str
     ) -> int:
-        loop = asyncio.get_running_loop()
         try:
-            handle: IO[bytes] = await loop.run_in_executor(None, open, attachment.path, "rb")
+            handle = await open_for_upload(attachment.path)
         except OSError as exc:
             raise SendError(f"the attachment cannot be read: {exc.strerror or exc}", permanent=True) from None
         try:
@@ -278,7 +277,7 @@ class TelegramProvider(Provider):
             )
             return await self._sent(method, form=form, timeout=UPLOAD_TIMEOUT)
         finally:
-            await loop.run_in_executor(None, handle.close)
+            handle.close()  # at once: a close handed to a thread may never run if the send is cancelled
 
     async def _sent(
         self,
