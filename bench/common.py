@@ -25,6 +25,7 @@ BENCH = ROOT / "bench"
 # The loop-lag probe: bench/serve.py and bench/reference.py read it, never desk/.
 LAG_ENV = "DESK_BENCH_LAG_PROBE"
 LAG_INTERVAL = 0.005
+LAG_SAMPLES_ENV = "DESK_BENCH_LAG_SAMPLES"
 HOST = "127.0.0.1"
 NICE_ENV = "DESK_BENCH_NICE"
 DEFAULT_NICE = -10
@@ -226,7 +227,13 @@ def write_lag_samples(path: str, samples: list[tuple[float, float]], extra: dict
 
 
 async def lag_probe(samples: list[tuple[float, float]], interval: float = LAG_INTERVAL) -> None:
-    """Sleep ``interval`` again and again and record how late each wake-up is."""
+    """Sleep ``interval`` again and again and record how late each wake-up is.
+
+    Each sample is kept (about 20 KB a second): ``DESK_BENCH_LAG_SAMPLES=0`` turns the probe off,
+    for the soak, where the samples would be most of the server's memory growth.
+    """
+    if os.environ.get(LAG_SAMPLES_ENV) == "0":
+        return
     while True:
         start = time.monotonic()
         await asyncio.sleep(interval)

@@ -69,6 +69,7 @@ from bench.common import (  # noqa: E402
     BENCH,
     CLIENT_CPU,
     HOST,
+    LAG_SAMPLES_ENV,
     ROOT,
     SERVER_CPU,
     HttpConnection,
@@ -77,7 +78,6 @@ from bench.common import (  # noqa: E402
     free_port,
     machine,
     machine_busy,
-    percentile,
     pin,
     run_queue_wait,
     summary_ms,
@@ -203,9 +203,12 @@ def _read_extra(server: ServerProcess, dep: Deployment) -> None:
 
 
 @contextlib.asynccontextmanager
-async def desk(config: str, purpose: str, workdir: Path, args: argparse.Namespace, emits: bool = False
-               ) -> AsyncIterator[Deployment]:
-    """Run Desk in ``config`` (see CONFIGS) with a fresh database; yield the deployment; stop it all."""
+async def desk(config: str, purpose: str, workdir: Path, args: argparse.Namespace, emits: bool = False,
+               lag: bool = True) -> AsyncIterator[Deployment]:
+    """Run Desk in ``config`` (see CONFIGS) with a fresh database; yield the deployment; stop it all.
+
+    ``emits``: time the emits of each change; ``lag``: run the loop-lag probe (it keeps every sample).
+    """
     spec = CONFIGS[config]
     with contextlib.ExitStack() as stack:
         if spec["db"] == "pg":
@@ -227,7 +230,9 @@ async def desk(config: str, purpose: str, workdir: Path, args: argparse.Namespac
                          "--public-url", f"http://{HOST}:{port}", "--transports", "websocket"]
                 if redis is not None:
                     flags += ["--redis", redis.url]
-                env = {"DESK_BENCH_EMITS": "1"} if emits else None
+                env = {"DESK_BENCH_EMITS": "1"} if emits else {}
+                if not lag:
+                    env[LAG_SAMPLES_ENV] = "0"
                 server = ServerProcess(f"desk-{config}-{TAGS[index]}", [str(BENCH / "serve.py"), *flags], workdir, port,
                                        env=env, cpu=SERVER_CPU if index == 0 else args.b_cpu)
                 servers.append(server)
@@ -253,7 +258,7 @@ def keep_log(server: ServerProcess, purpose: str, args: argparse.Namespace) -> N
 
 
 @contextlib.asynccontextmanager
-async def bare(workdir: Path, redis: bool) -> AsyncIterator[Deployment]:
+async def bare(workdir: Path, redis: bool, lag: bool = True, emits: bool = False) -> AsyncIterator[Deployment]:
     """Run the bare python-socketio server (with its own Redis when asked); yield it; stop it."""
     with contextlib.ExitStack() as stack:
         server_redis = stack.enter_context(redis_server(workdir)) if redis else None
@@ -261,8 +266,10 @@ async def bare(workdir: Path, redis: bool) -> AsyncIterator[Deployment]:
         argv = [str(BENCH / "bare_sio.py"), "--port", str(port)]
         if server_redis is not None:
             argv += ["--redis", server_redis.url]
+        if emits:
+            argv.append("--time-emits")
         name = "bare-redis" if redis else "bare"
-        server = ServerProcess(name, argv, workdir, port)
+        server = ServerProcess(name, argv, workdir, port, env=None if lag else {LAG_SAMPLES_ENV: "0"})
         dep = Deployment(name, [server], redis=server_redis)
         try:
             await server.wait_ready()
@@ -746,7 +753,7 @@ async def part_fanout(args: argparse.Namespace, fake: FakeBotApi) -> list[dict[s
     for mode, redis in (("room", False), ("rooms", False), ("rooms", True)):
         with tempfile.TemporaryDirectory(prefix="bench-scale-fanout-bare-") as tmp:
             phase_results = []
-            async with bare(Path(tmp), redis) as dep:
+            async with bare(Path(tmp), redis, emits=True) as dep:
                 fleet = Fleet(1)
                 try:
                     tokens = [secrets.token_urlsafe(16) for _ in range(size)]
@@ -811,7 +818,8 @@ async def soak(label: str, dep: Deployment, fleet: Fleet, endpoints: list[Endpoi
         return snap
 
     snap = await sample(meter.snap())
-    await asyncio.to_thread(fleet.churn, args.churn)
+    if args.churn > 0:
+        await asyncio.to_thread(fleet.churn, args.churn)
     load = asyncio.create_task(fire(endpoints, float(args.soak_rate), seconds, counter))
     while not load.done():
         await asyncio.wait({load}, timeout=SAMPLE_EVERY)
@@ -821,7 +829,7 @@ async def soak(label: str, dep: Deployment, fleet: Fleet, endpoints: list[Endpoi
               f"push p50 {fmt(last['push']['p50'])} p99 {fmt(last['push']['p99'])} ms, server CPU "
               f"{last['server_cpu']:.0%} (waited {last['waited']:.0%}), others {last['others']:.0%}", flush=True)
     requests, _, _ = load.result()
-    churned, failures = await asyncio.to_thread(fleet.churn_stop)
+    churned, failures = await asyncio.to_thread(fleet.churn_stop) if args.churn > 0 else ({}, [])
     await settle(fleet)
     await sample(snap)
     ok = sum(1 for s in requests if s[2] == 200)
@@ -886,6 +894,25 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return sum((p[0] - mx) * (p[1] - my) for p in points) / den if den else float("nan")
 
 
+async def soak_desk(args: argparse.Namespace, fake: FakeBotApi, scenario: Scenario) -> dict[str, Any]:
+    """The soak against one Desk process."""
+    with tempfile.TemporaryDirectory(prefix="bench-scale-soak-") as tmp:
+        async with desk(args.soak_config, "soak", Path(tmp), args, lag=False) as dep:
+            setup = await populate(dep, scenario, fake)
+            fleet = Fleet(args.client_procs)
+            try:
+                accepted, failures, _ = await asyncio.to_thread(
+                    fleet.connect, [(dep.a.url, t, "A") for t in setup.tokens[1:]])
+                if accepted != scenario.agents:
+                    raise RuntimeError(f"soak: {accepted} of {scenario.agents} sockets: {failures}")
+                endpoints = [webhook_endpoint("A", dep.a, setup, random.Random(args.seed))]
+                result = await soak(f"desk ({args.soak_config})", dep, fleet, endpoints, args, args.soak_seconds)
+            finally:
+                await asyncio.to_thread(fleet.stop)
+    heap_growth(result, dep, args)
+    return result
+
+
 async def part_soak(args: argparse.Namespace, fake: FakeBotApi) -> list[dict[str, Any]]:
     """P12 against Desk, then the bare python-socketio server."""
     agents, queues = args.soak_sockets, max(1, args.soak_sockets // 10)
@@ -893,24 +920,12 @@ async def part_soak(args: argparse.Namespace, fake: FakeBotApi) -> list[dict[str
     print(f"soak: {agents} agent sockets in {queues} queues of 10, {args.churn} reconnects/s, {args.soak_rate} "
           f"webhooks/s (fan-out {scenario.fanout():.0f}), {args.soak_seconds:.0f} s; bare python-socketio "
           f"{args.soak_bare_seconds:.0f} s", flush=True)
-    results = []
-    with tempfile.TemporaryDirectory(prefix="bench-scale-soak-") as tmp:
-        async with desk(args.soak_config, "soak", Path(tmp), args) as dep:
-            setup = await populate(dep, scenario, fake)
-            fleet = Fleet(args.client_procs)
-            try:
-                accepted, failures, _ = await asyncio.to_thread(
-                    fleet.connect, [(dep.a.url, t, "A") for t in setup.tokens[1:]])
-                if accepted != agents:
-                    raise RuntimeError(f"soak: {accepted} of {agents} sockets: {failures}")
-                endpoints = [webhook_endpoint("A", dep.a, setup, random.Random(args.seed))]
-                results.append(await soak(f"desk ({args.soak_config})", dep, fleet, endpoints, args, args.soak_seconds))
-            finally:
-                await asyncio.to_thread(fleet.stop)
-        heap_growth(results[-1], dep, args)
+    results: list[dict[str, Any]] = []
+    if args.soak_seconds > 0:
+        results.append(await soak_desk(args, fake, scenario))
     if args.soak_bare_seconds > 0:
         with tempfile.TemporaryDirectory(prefix="bench-scale-soak-bare-") as tmp:
-            async with bare(Path(tmp), redis=CONFIGS[args.soak_config]["redis"]) as dep:
+            async with bare(Path(tmp), redis=CONFIGS[args.soak_config]["redis"], lag=False) as dep:
                 fleet = Fleet(args.client_procs)
                 try:
                     tokens = [secrets.token_urlsafe(32) for _ in range(agents)]

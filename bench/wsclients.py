@@ -27,7 +27,6 @@ import re
 import time
 from collections import Counter
 from multiprocessing.connection import Connection
-from typing import Any
 
 import aiohttp
 
