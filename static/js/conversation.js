@@ -1,5 +1,11 @@
 // The conversation pane: the history (keyset pages as you scroll up, days separated), live
 // messages with their delivery status, the composer and the chat's actions.
+//
+// The history is windowed: the pane holds at most WINDOW messages (and their DOM nodes), a
+// contiguous run of the chat. Pages further from the viewport than that are dropped and fetched
+// again by keyset (`before` / `after`) when the agent scrolls back to them, so a chat with
+// thousands of messages costs what one of a few pages does. The message at the top of the
+// viewport stays where it is across every change; replies not yet stored (no id) are never dropped.
 
 import { clientId } from "./api.js";
 import { fillAvatar } from "./avatar.js";
@@ -7,8 +13,11 @@ import { byId, el, fromTemplate, icon } from "./dom.js";
 import { clock, contactName, dayKey, dayLabel, fileSize, fullTime, parseTime, providerName } from "./format.js";
 
 const PAGE = 50;
-// Load older messages when the history is scrolled this close to its top.
-const TOP_MARGIN_PX = 160;
+// The most messages the pane keeps: three pages, so that the page being loaded and the one in
+// view never come near the side that is dropped (it is always the far half).
+const WINDOW = 3 * PAGE;
+// Load older (newer) messages when the history is scrolled this close to its top (bottom).
+const EDGE_PX = 160;
 // Within this distance of the bottom the pane follows new messages.
 const STICK_PX = 80;
 const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]}]/g;
@@ -25,10 +34,16 @@ export class Conversation {
     this.onClosed = onClosed;
     this.onOpened = onOpened;
     this.chat = null;
+    // The loaded window, by key (`m:<id>`, or `c:<client_id>` for a reply not yet stored), and
+    // each one's node; `rendered` is what the list shows, in order.
     this.items = new Map();
     this.nodes = new Map();
-    this.hasMore = false;
+    this.rendered = [];
+    // Whether the chat has messages before (after) the window that are not loaded.
+    this.hasOlder = false;
+    this.hasNewer = false;
     this.loading = false;
+    // While a page is on its way, message events wait here and are applied after it.
     this.early = null;
     this.file = null;
     this.generation = 0;
@@ -43,6 +58,7 @@ export class Conversation {
       messages: byId("messages"),
       list: byId("message-list"),
       history: byId("history-status"),
+      newer: byId("history-newer"),
       composer: byId("composer"),
       text: byId("composer-text"),
       send: byId("composer-send"),
@@ -55,9 +71,8 @@ export class Conversation {
     // Whether the pane follows the newest message (it does until the agent scrolls up).
     this.stick = true;
     this.dom.messages.addEventListener("scroll", () => {
-      const box = this.dom.messages;
-      this.stick = box.scrollHeight - box.scrollTop - box.clientHeight < STICK_PX;
-      this.maybeLoadOlder();
+      this.stick = this.atLatest();
+      this.maybeLoad();
     });
     byId("conv-back").addEventListener("click", () => this.onClosed());
     store.addEventListener("chat", (event) => this.chatChanged(event.detail));
@@ -72,46 +87,30 @@ export class Conversation {
 
   /** Open a chat: its newest page, its actions, and mark it read. */
   async open(chat) {
-    const generation = ++this.generation;
+    this.generation++;
     this.chat = chat;
     this.items.clear();
     this.nodes.clear();
+    this.rendered = [];
     this.dom.list.replaceChildren();
-    this.hasMore = false;
+    this.hasOlder = false;
+    this.hasNewer = false;
+    this.loading = false;
     this.stick = true;
-    this.early = [];
+    this.early = null;
     this.clearFile();
     this.dom.text.value = "";
     this.autosize();
     this.dom.placeholder.hidden = true;
     this.dom.root.hidden = false;
     this.dom.root.dataset.chatId = String(chat.id);
-    this.dom.history.textContent = "Loading…";
     this.renderHead();
     this.renderComposer();
     this.loadActions();
     this.onOpened(chat);
     this.markRead();
-    this.loading = true;
-    try {
-      const page = await this.api.get(`/api/chats/${chat.id}/messages?limit=${PAGE}`);
-      if (generation !== this.generation) return;
-      this.hasMore = page.has_more;
-      for (const message of page.messages) this.merge(message, false);
-      const early = this.early;
-      this.early = null;
-      for (const message of early) this.merge(message, true);
-      this.render({ toBottom: true });
-    } catch (err) {
-      if (generation !== this.generation) return;
-      this.early = null;
-      this.dom.history.textContent = "The conversation could not be loaded.";
-      return;
-    } finally {
-      if (generation === this.generation) this.loading = false;
-    }
-    if (window.matchMedia("(pointer: fine)").matches) this.dom.text.focus({ preventScroll: true });
-    this.maybeLoadOlder();
+    const loaded = await this.loadLatest();
+    if (loaded && window.matchMedia("(pointer: fine)").matches) this.dom.text.focus({ preventScroll: true });
   }
 
   close() {
@@ -138,14 +137,11 @@ export class Conversation {
   messageEvent({ message }) {
     if (!this.chat || message.chat_id !== this.chat.id) return;
     if (this.early) {
-      this.early.push(message); // the first page is on its way: apply after it
+      this.early.push(message); // a page is on its way: apply after it
       return;
     }
-    // An update to a message above the loaded window is shown when that page is loaded.
-    const oldest = this.oldestId();
-    if (this.hasMore && oldest !== null && message.id < oldest) return;
-    this.merge(message, true);
-    this.render({});
+    this.take(message, true);
+    this.render();
   }
 
   markReadSoon() {
@@ -172,10 +168,29 @@ export class Conversation {
 
   // ---- messages
 
-  oldestId() {
+  /** Return the lowest and highest stored id in the window (nulls when it has none). */
+  bounds() {
     let oldest = null;
-    for (const message of this.items.values()) if (message.id && (oldest === null || message.id < oldest)) oldest = message.id;
-    return oldest;
+    let newest = null;
+    for (const message of this.items.values()) {
+      if (!message.id) continue;
+      if (oldest === null || message.id < oldest) oldest = message.id;
+      if (newest === null || message.id > newest) newest = message.id;
+    }
+    return [oldest, newest];
+  }
+
+  /** Take in a message from an event or a reply: one outside the loaded window is left for the
+   * page that loads it (it only settles the reply it answers). */
+  take(message, authoritative) {
+    const [oldest, newest] = this.bounds();
+    const outside = oldest !== null
+      && ((this.hasOlder && message.id < oldest) || (this.hasNewer && message.id > newest));
+    if (!outside) {
+      this.merge(message, authoritative);
+      return;
+    }
+    if (message.client_id && this.items.delete(`c:${message.client_id}`)) this.nodes.delete(`c:${message.client_id}`);
   }
 
   /** Take in a message; an event (authoritative) replaces what is there, a page only fills gaps. */
@@ -195,22 +210,50 @@ export class Conversation {
     if (authoritative || !this.items.has(key)) this.items.set(key, message);
   }
 
+  /** Return the stored messages in id order, and the replies not yet stored (in sending order). */
   ordered() {
     const sent = [];
     const local = [];
     for (const [key, message] of this.items) (message.id ? sent : local).push([key, message]);
     sent.sort((a, b) => a[1].id - b[1].id);
-    return sent.concat(local);
+    return [sent, local];
   }
 
-  render({ toBottom = false, keepTop = false }) {
-    const box = this.dom.messages;
-    const oldHeight = box.scrollHeight;
-    const oldTop = box.scrollTop;
+  /** Drop the stored messages beyond WINDOW from the end further from ``anchor`` (the message at
+   * the top of the viewport; none when the pane follows the newest); return those kept. */
+  trim(sent, anchor) {
+    const excess = sent.length - WINDOW;
+    if (excess <= 0) return sent;
+    const found = anchor ? sent.findIndex(([key]) => key === anchor.key) : -1;
+    const at = found === -1 ? sent.length - 1 : found;
+    const fromTop = at >= sent.length / 2;
+    const dropped = fromTop ? sent.slice(0, excess) : sent.slice(sent.length - excess);
+    for (const [key] of dropped) {
+      this.items.delete(key);
+      this.nodes.delete(key);
+    }
+    if (fromTop) {
+      this.hasOlder = true;
+      return sent.slice(excess);
+    }
+    this.hasNewer = true;
+    this.stick = false;
+    return sent.slice(0, sent.length - excess);
+  }
+
+  /** Redraw the window; the pane follows the newest message, or keeps the one at its top in place. */
+  render({ toBottom = false } = {}) {
+    const follow = toBottom || this.stick;
+    const anchor = follow ? null : this.anchor();
+    const [all, local] = this.ordered();
+    const sent = this.trim(all, anchor);
+    // Replies not yet stored belong after the newest message: shown once the window reaches it.
+    const shown = this.hasNewer ? sent : sent.concat(local);
     const children = [];
+    const rendered = [];
     let lastDay = null;
     let lastAuthor = null;
-    for (const [key, message] of this.ordered()) {
+    for (const [key, message] of shown) {
       const time = parseTime(message.created_at) || new Date();
       const day = dayKey(time);
       if (day !== lastDay) {
@@ -225,12 +268,44 @@ export class Conversation {
       node.classList.toggle("is-continued", author === lastAuthor);
       lastAuthor = author;
       children.push(node);
+      rendered.push([key, node]);
     }
     this.dom.list.replaceChildren(...children);
-    this.dom.history.textContent = this.hasMore ? "" : this.items.size ? "This is the start of the conversation." : "No messages yet.";
-    this.dom.history.classList.toggle("is-start", !this.hasMore);
-    if (toBottom || (this.stick && !keepTop)) this.toBottom();
-    else if (keepTop) box.scrollTop = oldTop + (box.scrollHeight - oldHeight);
+    this.rendered = rendered;
+    this.dom.history.textContent = this.hasOlder ? "" : this.items.size ? "This is the start of the conversation." : "No messages yet.";
+    this.dom.history.classList.toggle("is-start", !this.hasOlder);
+    this.dom.newer.hidden = !this.hasNewer;
+    if (follow && !this.hasNewer) this.toBottom();
+    else {
+      if (anchor) this.restore(anchor);
+      this.stick = this.atLatest();
+    }
+  }
+
+  /** Return where the first message visible at the top of the pane is (null when none is). */
+  anchor() {
+    const top = this.dom.messages.getBoundingClientRect().top;
+    for (const [key, node] of this.rendered) {
+      const rect = node.getBoundingClientRect();
+      if (rect.bottom > top) return { key, offset: rect.top - top };
+    }
+    return null;
+  }
+
+  /** Scroll so that the anchored message is where it was before the list changed. */
+  restore(anchor) {
+    const entry = this.nodes.get(anchor.key);
+    if (!entry || !entry.node.isConnected) return;
+    const box = this.dom.messages;
+    const offset = entry.node.getBoundingClientRect().top - box.getBoundingClientRect().top;
+    // Measured after layout, so this also holds where the browser anchored the scroll itself.
+    if (offset !== anchor.offset) box.scrollTop += offset - anchor.offset;
+  }
+
+  /** Whether the pane shows the chat's newest message, near enough to follow new ones. */
+  atLatest() {
+    const box = this.dom.messages;
+    return !this.hasNewer && box.scrollHeight - box.scrollTop - box.clientHeight < STICK_PX;
   }
 
   toBottom() {
@@ -259,7 +334,9 @@ export class Conversation {
   buildMessage(message) {
     const node = fromTemplate("tpl-message");
     const outgoing = message.direction === "out";
-    const system = message.author && message.author.type === "system";
+    // A system note is "in"; an outgoing message by "system" is the account's own, sent outside
+    // the desk (a reply typed in Meta's Page inbox): a bubble on our side, with the page's name.
+    const system = message.author && message.author.type === "system" && !outgoing;
     node.classList.add(system ? "msg-system" : outgoing ? "msg-out" : "msg-in");
     if (message.id) node.dataset.id = String(message.id);
     if (message.client_id) node.dataset.clientId = message.client_id;
@@ -365,26 +442,81 @@ export class Conversation {
     return link;
   }
 
-  async maybeLoadOlder() {
-    if (!this.chat || !this.hasMore || this.loading) return;
-    if (this.dom.messages.scrollTop > TOP_MARGIN_PX) return;
-    const generation = this.generation;
-    const oldest = this.oldestId();
-    if (oldest === null) return;
-    this.loading = true;
-    this.dom.history.textContent = "Loading earlier messages…";
-    try {
-      const page = await this.api.get(`/api/chats/${this.chat.id}/messages?before=${oldest}&limit=${PAGE}`);
-      if (generation !== this.generation) return;
-      this.hasMore = page.has_more;
-      for (const message of page.messages) this.merge(message, false);
-      this.render({ keepTop: true });
-    } catch (err) {
-      this.dom.history.textContent = "Earlier messages could not be loaded.";
-    } finally {
-      if (generation === this.generation) this.loading = false;
+  /** Load the next page when the agent has scrolled near an end of the window that is not the chat's. */
+  maybeLoad() {
+    if (!this.chat || this.loading) return;
+    const box = this.dom.messages;
+    if (this.hasOlder && box.scrollTop <= EDGE_PX) this.loadOlder();
+    else if (this.hasNewer && box.scrollHeight - box.scrollTop - box.clientHeight <= EDGE_PX) this.loadNewer();
+  }
+
+  /** Show the newest page: on opening a chat, and when the agent replies from far up the history. */
+  loadLatest() {
+    for (const key of [...this.items.keys()]) {
+      if (key.startsWith("m:")) {
+        this.items.delete(key);
+        this.nodes.delete(key);
+      }
     }
-    if (generation === this.generation) this.maybeLoadOlder();
+    this.hasOlder = true;
+    this.hasNewer = false;
+    this.dom.newer.textContent = "";
+    this.render({ toBottom: true });
+    this.dom.history.textContent = "Loading…";
+    return this.fetchPage(`limit=${PAGE}`, (page) => {
+      this.hasOlder = page.has_more;
+      for (const message of page.messages) this.merge(message, false);
+    }, { toBottom: true, failed: () => { this.dom.history.textContent = "The conversation could not be loaded."; } });
+  }
+
+  loadOlder() {
+    const [oldest] = this.bounds();
+    this.dom.history.textContent = "Loading earlier messages…";
+    // With no stored message in the window (the first page failed), the newest page comes first.
+    return this.fetchPage(oldest === null ? `limit=${PAGE}` : `before=${oldest}&limit=${PAGE}`, (page) => {
+      this.hasOlder = page.has_more;
+      for (const message of page.messages) this.merge(message, false);
+    }, { failed: () => { this.dom.history.textContent = "Earlier messages could not be loaded."; } });
+  }
+
+  loadNewer() {
+    const [, newest] = this.bounds();
+    if (newest === null) return Promise.resolve(false);
+    this.dom.newer.textContent = "Loading newer messages…";
+    return this.fetchPage(`after=${newest}&limit=${PAGE}`, (page) => {
+      this.hasNewer = page.has_more;
+      this.dom.newer.textContent = "";
+      for (const message of page.messages) this.merge(message, false);
+    }, { failed: () => { this.dom.newer.textContent = "Newer messages could not be loaded."; } });
+  }
+
+  /** Fetch a page of the open chat and ``apply`` it; message events wait until then, so none
+   * falls between the page and the window. Another chat or a later load discards the page.
+   * Return whether it was applied. */
+  async fetchPage(query, apply, { toBottom = false, failed }) {
+    const chat = this.chat;
+    const generation = ++this.generation;
+    this.loading = true;
+    if (!this.early) this.early = [];
+    let page = null;
+    try {
+      page = await this.api.get(`/api/chats/${chat.id}/messages?${query}`);
+    } catch (err) {
+      page = null;
+    }
+    if (generation !== this.generation) return false;
+    if (page) apply(page);
+    this.loading = false;
+    const early = this.early;
+    this.early = null;
+    for (const message of early) this.take(message, true);
+    this.render({ toBottom });
+    if (!page) {
+      failed(); // the next scroll to this end tries again
+      return false;
+    }
+    this.maybeLoad();
+    return true;
   }
 
   // ---- head, actions
@@ -612,7 +744,9 @@ export class Conversation {
     this.autosize();
     this.clearFile();
     this.items.set(`c:${local.client_id}`, local);
-    this.render({ toBottom: true });
+    // From far up the history, the reply takes the agent back to the newest messages.
+    if (this.hasNewer) this.loadLatest();
+    else this.render({ toBottom: true });
     this.post(this.chat.id, local, file);
   }
 
@@ -627,18 +761,18 @@ export class Conversation {
     try {
       const message = await this.api.post(`/api/chats/${chatId}/messages`, body);
       if (this.chat && this.chat.id === chatId) {
-        this.merge(message, false);
-        this.render({});
+        this.take(message, false);
+        this.render();
       }
     } catch (err) {
       if (!this.chat || this.chat.id !== chatId || !this.items.has(`c:${local.client_id}`)) return;
       const failed = { ...local, status: "failed", error: err.message || "the desk could not send it", retry: () => {
         this.items.set(`c:${local.client_id}`, { ...local });
-        this.render({});
+        this.render();
         this.post(chatId, local, file);
       } };
       this.items.set(`c:${local.client_id}`, failed);
-      this.render({});
+      this.render();
     }
   }
 
@@ -652,7 +786,7 @@ export class Conversation {
       const current = this.items.get(`m:${message.id}`);
       if (updated && current && current.status === "failed") {
         this.merge(updated, true);
-        this.render({});
+        this.render();
       }
     } catch (err) {
       this.toast(err.message, "error");

@@ -1,4 +1,4 @@
-"""Make the README's screenshots of the desk: empty, busy, narrow and embedded.
+"""Make the README's screenshots of the desk (empty, busy, narrow and embedded) and its settings.
 
     python -m tests.browser.make_screenshots [OUT_DIR]      (default docs/screenshots)
 
@@ -192,6 +192,12 @@ async def settings_screenshots(desk: Desk, fake: FakeTelegram, signed_in, url: s
         await page.click(f'.settings-nav-link[data-section="{section}"]')
         await page.wait_for_timeout(300)
         await page.screenshot(path=out / f"settings-{section}.png")
+    # On a phone the operators table is a stack of cards.
+    phone = await signed_in("maria", {"width": 360, "height": 780}, 2)
+    await phone.goto(f"{url}/settings#operators")
+    await phone.wait_for_selector('#settings[data-loading="false"]')
+    await phone.wait_for_timeout(300)
+    await phone.screenshot(path=out / "settings-operators-narrow.png")
 
 
 async def main(out: Path) -> None:

@@ -75,13 +75,16 @@ export class Operators {
       me ? null : el("button", { type: "button", class: "icon-button icon-button-danger", title: `Delete ${op.name}`, onclick: () => this.remove(op) },
         icon("trash"), el("span", { class: "sr-only", text: `Delete ${op.name}` })));
 
+    // Each cell has a class so that a narrow page can lay the row out as a card; the labels
+    // show only there, where the table's head is hidden.
     return el("tr", { class: op.enabled ? "" : "is-disabled", dataset: { operatorId: op.id }, "data-testid": "operator" },
-      el("td", {}, who),
-      el("td", {}, pill(op.role === "admin" ? "Admin" : "Agent", op.role === "admin" ? "accent" : "muted")),
-      el("td", {}, picker),
-      el("td", { class: "queue-names", text: queues.length ? queues.join(", ") : "—" }),
-      el("td", { class: "num", text: String(op.max_chats) }),
-      el("td", {}, actions));
+      el("td", { class: "op-who" }, who),
+      el("td", { class: "op-role" }, pill(op.role === "admin" ? "Admin" : "Agent", op.role === "admin" ? "accent" : "muted")),
+      el("td", { class: "op-status" }, picker),
+      el("td", { class: "op-queues queue-names" }, el("span", { class: "cell-label", text: "Queues" }),
+        queues.length ? queues.join(", ") : "—"),
+      el("td", { class: "op-max num" }, el("span", { class: "cell-label", text: "Max chats" }), String(op.max_chats)),
+      el("td", { class: "op-actions" }, actions));
   }
 
   async setEnabled(op, enabled, button) {
