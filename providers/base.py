@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -56,17 +56,26 @@ class SendError(ProviderError):
     """A send failed.
 
     ``permanent`` sends end ``failed`` with ``reason`` shown to the agent; others are retried,
-    after ``retry_after`` seconds when the messenger said so (a 429).
+    after ``retry_after`` seconds when the messenger said so (a 429). ``moved_to`` is the
+    conversation's new id when the messenger moved it (a Telegram group upgraded to a
+    supergroup): the core re-keys the chat and sends again there.
     """
 
     def __init__(
-        self, reason: str, *, permanent: bool, retry_after: float | None = None, code: str | None = None
+        self,
+        reason: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+        code: str | None = None,
+        moved_to: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
         self.retry_after = retry_after
         self.code = code
+        self.moved_to = moved_to
 
 
 class FetchError(ProviderError):
@@ -129,6 +138,12 @@ class IncomingMessage:
     Facebook mid): the dedupe key and the key an edit refers to.
     account_key: the messenger account it was sent to (Facebook page id) when one webhook URL
     serves several accounts; ``None`` means "the channel that received it".
+    outgoing: the account's own message to the customer, as the messenger copies it back (a
+    Facebook echo): typed by a person in the messenger's own inbox, sent by another app, or by
+    the desk itself. ``contact`` is then the customer it went to. The core stores it as an
+    outgoing message, unless it is the copy of the desk's own reply: ``desk_id`` (the
+    ``OutgoingMessage.desk_id`` the provider put into the send, read back from the copy) or
+    ``external_id`` (the ``SendResult.external_id`` of the send) says so.
     """
 
     chat_external_id: str
@@ -140,6 +155,8 @@ class IncomingMessage:
     is_edit: bool = False
     account_key: str | None = None
     chat_title: str | None = None
+    outgoing: bool = False
+    desk_id: int | None = None
 
 
 @dataclasses.dataclass
@@ -148,16 +165,20 @@ class StatusUpdate:
 
     kind "delivered" / "read": ``external_ids`` (when given) and/or every outgoing message of the
     chat sent before ``watermark``. kind "echo": the messenger's copy of a message the account
-    sent (``external_ids`` holds its id); the core ignores echoes of its own replies.
+    sent (``external_ids`` holds its id); the core ignores it (a provider that can tell what was
+    sent returns an ``IncomingMessage`` with ``outgoing=True`` instead, which the core stores).
     kind "blocked": the customer blocked the account (no message; recorded as a system note).
+    kind "moved": the conversation ``chat_external_id`` now has the id ``moved_to`` (a Telegram
+    group upgraded to a supergroup); the core re-keys its chats, which go on as they were.
     """
 
-    kind: Literal["delivered", "read", "echo", "blocked", "unblocked"]
+    kind: Literal["delivered", "read", "echo", "blocked", "unblocked", "moved"]
     chat_external_id: str
     external_ids: list[str] = dataclasses.field(default_factory=list)
     watermark: datetime | None = None
     account_key: str | None = None
     text: str = ""
+    moved_to: str | None = None
 
 
 @dataclasses.dataclass
@@ -186,23 +207,36 @@ class OutgoingAttachment:
     kind: AttachmentKind = "file"
 
 
+async def _keep_no_part(part_id: str) -> None:
+    return None
+
+
 @dataclasses.dataclass
 class OutgoingMessage:
     """An agent reply: plain text (never parsed as markup) and at most one attachment.
 
     ``desk_id`` is Desk's own message id, which a provider may pass as metadata so the
     messenger's echo can be matched.
+
+    A reply the messenger takes as several messages (a text past its limit, a file and then its
+    text) is sent in parts, and a send may fail or be cut off between two parts. So that a retry
+    never sends a part twice: ``parts_sent`` holds the ids of the parts the messenger accepted on
+    earlier attempts, in order (send only the parts after them), and the provider awaits
+    ``keep_part(id)`` as soon as the messenger accepts each part, before sending the next; the
+    core stores it at once, so it survives a crash, and maps every part's id to this reply.
     """
 
     chat_external_id: str
     text: str
     desk_id: int
     attachment: OutgoingAttachment | None = None
+    parts_sent: list[str] = dataclasses.field(default_factory=list)
+    keep_part: Callable[[str], Awaitable[None]] = _keep_no_part
 
 
 @dataclasses.dataclass
 class SendResult:
-    """A send the messenger accepted: the id it gave the message."""
+    """A send the messenger accepted: the id it gave the message (for a reply in parts, the last part's)."""
 
     external_id: str
 

@@ -17,7 +17,7 @@ import pytest
 from desk import keys
 from desk.app import create_app
 from desk.services import jobs, outbound
-from desk.store import Job, utcnow
+from desk.store import Job, MessagePart, utcnow
 from tests.conftest import Desk, eventually, fixture_bytes, fixture_json
 
 CHAT_ID = fixture_json("telegram", "telegram_update_text.json")["message"]["chat"]["id"]
@@ -317,3 +317,108 @@ async def test_a_send_slower_than_the_lease_is_not_taken_over_by_another_process
         await other.stop()
     assert (await stored(desk, token, message))["status"] == "sent"
     assert len(sends(fake_telegram)) == 1
+
+
+# --- Telegram: a reply in parts --------------------------------------------------------------------
+
+# Past Telegram's 4096 characters: three messages, cut at the line breaks.
+LONG_REPLY_PARTS = ["A" * 4000, "B" * 4000, "C" * 100]
+LONG_REPLY = "\n".join(LONG_REPLY_PARTS)
+
+
+def parts_kept(message: dict) -> list[str]:
+    """Return the messenger ids the desk keeps for each part of a reply, in order."""
+    return [part.external_id for part in MessagePart.select().where(MessagePart.message == message["id"])
+            .order_by(MessagePart.id)]
+
+
+async def test_a_long_reply_hit_by_429_on_its_second_part_sends_only_the_parts_not_yet_sent(desk, fake_telegram):
+    token, chat = await telegram_chat(desk, fake_telegram)
+    fake_telegram.fail_next("sendMessage", 429, too_many_requests(1), after=1)
+
+    message = await send(desk, token, chat, LONG_REPLY)
+
+    sent = await reaches(desk, token, message, "sent")
+    assert sent["text"] == LONG_REPLY and sent["error"] is None
+    # The first part went once: the customer sees each part once, in order.
+    assert [p["text"] for _, p in sends(fake_telegram)] == ["A" * 4000, "B" * 4000, "B" * 4000, "C" * 100]
+    assert [p["text"] for p in fake_telegram.sent_messages] == LONG_REPLY_PARTS
+    assert await status_changes(desk, token, message) == ["sent"]
+    # Every part's Telegram id leads back to the one reply.
+    assert parts_kept(message) == [f"{CHAT_ID}:{m['message_id']}" for m in fake_telegram.messages]
+
+
+async def test_a_long_reply_cut_off_by_a_restart_goes_on_from_the_part_not_yet_sent(
+        aiohttp_client, settings, fake_telegram):
+    # A long lease: only a claim released on stop lets the restarted process send within seconds.
+    settings = dataclasses.replace(settings, job_lease=120.0)
+    first = await aiohttp_client(create_app(settings))
+    desk = Desk(first)
+    token, chat = await telegram_chat(desk, fake_telegram)
+    fake_telegram.delay("sendMessage", 30, after=1)  # the first part goes, the second hangs
+    message = await send(desk, token, chat, LONG_REPLY)
+    await eventually(lambda: len(sends(fake_telegram)) == 2)
+    await first.close()  # the second part is still waiting for Telegram
+    fake_telegram.delay("sendMessage", 0)
+
+    desk = Desk(await aiohttp_client(create_app(settings)))
+
+    await reaches(desk, token, message, "sent", timeout=5)
+    # The part in flight at the stop goes again (at least once); the one Telegram took does not.
+    assert [p["text"] for _, p in sends(fake_telegram)] == ["A" * 4000, "B" * 4000, "B" * 4000, "C" * 100]
+    assert [p["text"] for p in fake_telegram.sent_messages] == LONG_REPLY_PARTS
+
+
+async def test_a_failed_long_reply_retried_by_the_agent_sends_only_the_rest(desk, fake_telegram):
+    token, chat = await telegram_chat(desk, fake_telegram)
+    fake_telegram.fail_next("sendMessage", 403, BLOCKED, after=1)
+    message = await send(desk, token, chat, LONG_REPLY)
+    failed = await reaches(desk, token, message, "failed")
+    assert failed["error"] == BLOCKED["description"]
+
+    await desk.call("POST", f"/api/chats/{chat['id']}/messages/{message['id']}/retry", token)
+
+    await reaches(desk, token, message, "sent")
+    assert [p["text"] for p in fake_telegram.sent_messages] == LONG_REPLY_PARTS
+
+
+# --- Telegram: a group upgraded to a supergroup ----------------------------------------------------
+
+GROUP = fixture_json("telegram", "telegram_update_migrate_to_chat_id.json")["message"]["chat"]
+SUPERGROUP_ID = fixture_json("telegram", "telegram_update_migrate_to_chat_id.json")["message"]["migrate_to_chat_id"]
+
+
+def basic_group_update() -> dict:
+    """Return a member's message in the basic group, before its upgrade (the group fixture, in the old group)."""
+    body = fixture_json("telegram", "telegram_update_from_group.json")
+    body["update_id"] -= 100
+    body["message"]["chat"] = dict(GROUP)
+    del body["message"]["reply_to_message"]
+    return body
+
+
+async def test_a_reply_to_a_group_upgraded_to_a_supergroup_goes_to_the_supergroup(desk, fake_telegram):
+    _, token = await desk.operator("boss", role="admin")
+    channel = await desk.telegram_channel(token, fake_telegram)
+    await desk.telegram_update(channel, basic_group_update())
+    [chat] = await desk.get("/api/chats", token)
+    assert chat["external_id"] == str(GROUP["id"])
+    # An admin upgrades the group before the bot heard of it: the old id answers 400.
+    fake_telegram.upgrade_group(GROUP["id"], SUPERGROUP_ID)
+
+    message = await send(desk, token, chat, "Here is the price list")
+
+    sent = await reaches(desk, token, message, "sent")
+    assert sent["error"] is None
+    assert [p["chat_id"] for _, p in sends(fake_telegram)] == [GROUP["id"], SUPERGROUP_ID]
+    assert [(p["chat_id"], p["text"]) for p in fake_telegram.sent_messages] == [
+        (SUPERGROUP_ID, "Here is the price list")]
+    # The chat follows the group: the next replies go straight there, and the group's messages
+    # land in the same chat.
+    moved = await desk.get(f"/api/chats/{chat['id']}", token)
+    assert moved["external_id"] == str(SUPERGROUP_ID) and moved["status"] == "active"
+    await desk.telegram_update(channel, fixture_json("telegram", "telegram_update_from_group.json"))
+    assert [c["id"] for c in await desk.get("/api/chats?limit=100", token)] == [chat["id"]]
+    second = await send(desk, token, chat, "Anything else?")
+    await reaches(desk, token, second, "sent")
+    assert [p["chat_id"] for _, p in sends(fake_telegram)][2:] == [SUPERGROUP_ID]

@@ -582,3 +582,69 @@ async def test_captured_update_bytes_are_accepted_as_they_are(desk, fake_telegra
     channel, token = await setup_channel(desk, fake_telegram)
     await desk.telegram_update(channel, fixture_bytes("telegram", name))
     assert len(await all_chats(desk, token)) == 1
+
+
+# --- a group upgraded to a supergroup ------------------------------------------------------------
+
+MIGRATE_TO = update("telegram_update_migrate_to_chat_id.json")
+MIGRATE_FROM = update("telegram_update_migrate_from_chat_id.json")
+OLD_GROUP_ID = MIGRATE_TO["message"]["chat"]["id"]
+SUPERGROUP_ID = MIGRATE_TO["message"]["migrate_to_chat_id"]
+
+
+def basic_group_update(update_id: int, message_id: int, text: str) -> dict:
+    """Return Marco's message in the basic group, before the upgrade (the group fixture, in the old group)."""
+    body = update("telegram_update_from_group.json")
+    body["update_id"] = update_id
+    body["message"].update({"message_id": message_id, "text": text, "chat": dict(MIGRATE_TO["message"]["chat"])})
+    del body["message"]["reply_to_message"], body["message"]["entities"]
+    return body
+
+
+@pytest.mark.parametrize("notices", [[MIGRATE_TO, MIGRATE_FROM], [MIGRATE_FROM, MIGRATE_TO], [MIGRATE_FROM]])
+async def test_a_group_upgraded_to_a_supergroup_goes_on_in_the_same_chat(desk, fake_telegram, notices):
+    channel, token = await setup_channel(desk, fake_telegram)
+    await desk.telegram_update(channel, basic_group_update(861234400, 410, "Is the price list out?"))
+    [chat] = await all_chats(desk, token)
+    await desk.call("POST", f"/api/chats/{chat['id']}/accept", token)
+    assert chat["external_id"] == str(OLD_GROUP_ID)
+
+    for notice in notices:  # Telegram's notices of the upgrade, in the old group and in the new one
+        await desk.telegram_update(channel, notice)
+
+    [moved] = await all_chats(desk, token)
+    assert moved["id"] == chat["id"] and moved["external_id"] == str(SUPERGROUP_ID)
+    assert (moved["status"], moved["contact"]["id"]) == ("active", chat["contact"]["id"])
+    log = await desk.get("/api/events?after=0", token)
+    assert [e["data"]["external_id"] for e in log["events"] if e["event"] == "chat.updated"][-1] == str(SUPERGROUP_ID)
+    # The supergroup's messages join the same chat, with the same contact; a reply goes to the new id.
+    await desk.telegram_update(channel, update("telegram_update_from_group.json"))
+    [same] = await all_chats(desk, token)
+    assert (same["id"], same["contact"]["id"], same["unread"]) == (chat["id"], chat["contact"]["id"], 2)
+    texts = [m["text"] for m in await conversation(desk, token, chat["id"])]
+    assert texts == ["Is the price list out?", "@acme_support_bot any update on the wholesale price list?"]
+    await desk.call("POST", f"/api/chats/{chat['id']}/messages", token, {"text": "Attached"}, status=201)
+    await eventually(lambda: fake_telegram.sent_messages)
+    assert [p["chat_id"] for p in fake_telegram.sent_messages] == [SUPERGROUP_ID]
+
+
+async def test_an_upgrade_noticed_after_the_supergroup_wrote_leaves_one_open_chat(desk, fake_telegram):
+    channel, token = await setup_channel(desk, fake_telegram)
+    await desk.telegram_update(channel, basic_group_update(861234400, 410, "Is the price list out?"))
+    # The supergroup's first message comes before Telegram's notice, and opens a chat of its own.
+    await desk.telegram_update(channel, update("telegram_update_from_group.json"))
+    old, new = sorted(await all_chats(desk, token), key=lambda c: c["id"])
+
+    await desk.telegram_update(channel, MIGRATE_TO)
+
+    chats = {c["id"]: c for c in await all_chats(desk, token)}
+    assert set(chats) == {old["id"], new["id"]}
+    assert (chats[old["id"]]["status"], chats[new["id"]]["status"]) == ("closed", "new")
+    assert {c["external_id"] for c in chats.values()} == {str(SUPERGROUP_ID)}
+    # Nothing was lost: the conversation goes on in the open chat, the old one keeps its history.
+    later = update("telegram_update_from_group.json")
+    later["update_id"] += 50
+    later["message"].update({"message_id": 380, "text": "Hello?"})
+    await desk.telegram_update(channel, later)
+    assert [m["text"] for m in await conversation(desk, token, new["id"])][-1] == "Hello?"
+    assert [m["text"] for m in await conversation(desk, token, old["id"])] == ["Is the price list out?"]

@@ -14,7 +14,7 @@ import logging
 from desk import events, payloads
 from desk.context import Context
 from desk.events import Changes
-from desk.services import jobs, notify, routing
+from desk.services import conversations, jobs, notify, routing
 from desk.store import Attachment, Channel, Chat, Contact, Message, queries, utcnow
 from providers.base import IncomingMessage, ParsedRequest, StatusUpdate
 
@@ -145,6 +145,8 @@ def _message(ctx: Context, changes: Changes, channel: Channel, item: IncomingMes
 def _status(changes: Changes, channel: Channel, item: StatusUpdate) -> int:
     if item.kind in ("delivered", "read"):
         return _receipt(changes, channel, item)
+    if item.kind == "moved":
+        return conversations.move(changes, channel.id, item.chat_external_id, item.moved_to or "")
     if item.kind in ("blocked", "unblocked"):
         chat = queries.open_chat(channel.id, item.chat_external_id)
         if chat is None:

@@ -13,9 +13,9 @@ import peewee as pw
 
 from desk import events
 from desk.context import Context
-from desk.services import jobs, notify
+from desk.services import conversations, jobs, notify
 from desk.services.errors import Conflict, Invalid
-from desk.store import Attachment, Channel, Chat, Job, Message, Operator, queries, utcnow
+from desk.store import Attachment, Channel, Chat, Job, Message, MessagePart, Operator, atomic, queries, utcnow
 from providers.base import OutgoingAttachment, OutgoingMessage, SendError
 
 log = logging.getLogger(__name__)
@@ -133,9 +133,25 @@ async def send_job(ctx: Context, job: Job) -> jobs.Retry | None:
         return jobs.Retry(wait, counts=False)
     if wait > 0:
         await asyncio.sleep(wait)
+    parts_sent = [part.external_id for part in MessagePart.select().where(MessagePart.message == message.id)
+                  .order_by(MessagePart.id)]
+
+    async def keep_part(part_id: str) -> None:
+        # Committed before the next part goes: a retry, even after a crash, starts after it.
+        with atomic():
+            MessagePart.create(message=message.id, external_id=part_id)
+
+    outgoing = OutgoingMessage(chat.external_id, message.text, message.id, attachment, parts_sent, keep_part)
     try:
-        result = await provider.send(OutgoingMessage(chat.external_id, message.text, message.id, attachment))
+        result = await provider.send(outgoing)
     except SendError as exc:
+        if exc.moved_to and exc.moved_to != chat.external_id:
+            # The messenger moved the conversation (a Telegram group became a supergroup): follow
+            # it, and send again there. It uses up an attempt, so a messenger that keeps moving
+            # it cannot hold the reply forever.
+            with ctx.write() as changes:
+                conversations.move(changes, channel.id, chat.external_id, exc.moved_to)
+            return jobs.Retry(0, error=exc.reason)
         if exc.retry_after and not exc.permanent:
             # The messenger said when to come back (a 429): waiting is honouring it, not a failed attempt.
             worker_limiter(ctx).block(channel.id, chat.external_id, exc.retry_after)

@@ -150,6 +150,21 @@ class Message(BaseModel):
         )
 
 
+class MessagePart(BaseModel):
+    """One message of a reply the messenger took as several (a long text split, a file then its text).
+
+    Written as soon as the messenger accepts each part, so a retried send skips the parts already
+    delivered, and an id the messenger reports for any part leads back to the one reply.
+    """
+
+    # the reply it is a part of
+    message = pw.ForeignKeyField(Message, backref="parts", on_delete="CASCADE")
+    external_id = pw.CharField(max_length=300)
+
+    class Meta:
+        indexes = ((("external_id",), False),)
+
+
 class Attachment(BaseModel):
     # the message it came with (null for a contact's avatar)
     message = pw.ForeignKeyField(Message, backref="attachments", null=True, on_delete="CASCADE")
@@ -209,6 +224,6 @@ class Job(BaseModel):
 
 
 MODELS = [
-    Setting, Queue, Operator, OperatorQueue, Token, Channel, Contact, Chat, Message, Attachment,
+    Setting, Queue, Operator, OperatorQueue, Token, Channel, Contact, Chat, Message, MessagePart, Attachment,
     Receipt, Event, Job,
 ]

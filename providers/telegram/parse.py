@@ -232,6 +232,24 @@ def parse_member_update(member_update: Any) -> StatusUpdate | None:
     return None
 
 
+def parse_migration(message: Any) -> StatusUpdate | None:
+    """Turn either service message of a group's upgrade to a supergroup into ``moved``; ``None`` for others.
+
+    The old group gets one with ``migrate_to_chat_id``, the new supergroup one with
+    ``migrate_from_chat_id``; both say the same, and the second finds nothing left to move.
+    """
+    message = _dict(message)
+    chat_id = _chat_id(message.get("chat"))
+    moved_to, moved_from = _int(message.get("migrate_to_chat_id")), _int(message.get("migrate_from_chat_id"))
+    if chat_id is None:
+        return None
+    if moved_to is not None:
+        return StatusUpdate(kind="moved", chat_external_id=str(chat_id), moved_to=str(moved_to))
+    if moved_from is not None:
+        return StatusUpdate(kind="moved", chat_external_id=str(moved_from), moved_to=str(chat_id))
+    return None
+
+
 def parse_update(body: bytes) -> ParsedRequest:
     """Turn one webhook body (one Update) into a ParsedRequest; raise BadPayload for garbage."""
     update = load_update(body)
@@ -239,7 +257,8 @@ def parse_update(body: bytes) -> ParsedRequest:
     items: list[IncomingMessage | StatusUpdate] = []
     item: IncomingMessage | StatusUpdate | None = None
     if "message" in update:
-        item = parse_message(update["message"], is_edit=False, update_id=update_id)
+        message = update["message"]
+        item = parse_migration(message) or parse_message(message, is_edit=False, update_id=update_id)
     elif "edited_message" in update:
         item = parse_message(update["edited_message"], is_edit=True, update_id=update_id)
     elif "my_chat_member" in update:

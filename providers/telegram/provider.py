@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -115,7 +116,9 @@ def _send_error(exc: ApiError | ApiUnreachable) -> SendError:
         return SendError(exc.description, permanent=False, retry_after=exc.retry_after, code=str(code))
     if code >= 500:
         return SendError(exc.description, permanent=False, code=str(code))
-    return SendError(exc.description, permanent=True, code=str(code))
+    # "group chat was upgraded to a supergroup chat": this id never works again, the new one does.
+    moved_to = str(exc.migrate_to_chat_id) if exc.migrate_to_chat_id is not None else None
+    return SendError(exc.description, permanent=True, code=str(code), moved_to=moved_to)
 
 
 class TelegramProvider(Provider):
@@ -222,19 +225,27 @@ class TelegramProvider(Provider):
     # sending
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        """Send the reply as plain text (split past 4096 characters), or a file with its caption."""
+        """Send the reply as plain text (split past 4096 characters), or a file with its caption.
+
+        Each part is a message of its own: the parts an earlier attempt got through
+        (``message.parts_sent``) are skipped, and each new one is handed to ``message.keep_part``
+        before the next goes.
+        """
         chat_id = _chat_param(message.chat_external_id)
-        message_id: int | None = None
         text = message.text or ""
+        parts: list[Callable[[], Awaitable[int]]] = []
         if message.attachment is not None:
             caption = text if text.strip() and utf16_len(text) <= MAX_CAPTION else ""
-            message_id = await self._send_file(chat_id, message.attachment, caption)
+            parts.append(functools.partial(self._send_file, chat_id, message.attachment, caption))
             if caption:
                 text = ""
-        if text.strip() or message_id is None:
-            for piece in split_text(text):
-                message_id = await self._send_text(chat_id, piece)
-        return SendResult(external_id=f"{chat_id}:{message_id}")
+        if text.strip() or not parts:
+            parts.extend(functools.partial(self._send_text, chat_id, piece) for piece in split_text(text))
+        sent = list(message.parts_sent)
+        for send_part in parts[len(sent) :]:
+            sent.append(f"{chat_id}:{await send_part()}")
+            await message.keep_part(sent[-1])
+        return SendResult(external_id=sent[-1])
 
     async def _send_text(self, chat_id: int | str, text: str) -> int:
         # No parse_mode: the customer gets exactly what the agent typed.

@@ -88,6 +88,8 @@ class FakeTelegram:
     profiles: ``chat id (str) -> ChatFullInfo`` that getChat answers.
     profile_photos: ``user id (str) -> list of photos (each a list of PhotoSize)`` for getUserProfilePhotos.
     blocked: chat ids (str) whose user blocked the bot: sends answer 403.
+    upgraded: basic group ids (str) upgraded to a supergroup -> the supergroup's id: sends to the
+    old id answer 400 with ``parameters.migrate_to_chat_id`` (see ``upgrade_group``).
     """
 
     def __init__(self) -> None:
@@ -106,8 +108,10 @@ class FakeTelegram:
         self.profiles: dict[str, dict[str, Any]] = {}
         self.profile_photos: dict[str, list[list[dict[str, Any]]]] = {}
         self.blocked: set[str] = set()
-        self._failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-        self._delays: dict[str, float] = {}
+        self.upgraded: dict[str, int] = {}
+        # None entries pass calls through: a failure scripted for a later call.
+        self._failures: dict[str, list[tuple[int, dict[str, Any]] | None]] = {}
+        self._delays: dict[str, tuple[float, int]] = {}
         self._next_message_id = 2000
         self._next_file = 100
         self._load_defaults()
@@ -159,13 +163,17 @@ class FakeTelegram:
             "file_path": file_path,
         }
 
-    def fail_next(self, method: str, status: int, body: dict[str, Any], times: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` with HTTP ``status`` and ``body``."""
-        self._failures.setdefault(method.lower(), []).extend([(status, body)] * times)
+    def fail_next(self, method: str, status: int, body: dict[str, Any], times: int = 1, *, after: int = 0) -> None:
+        """Answer ``times`` calls of ``method`` with HTTP ``status`` and ``body``, after ``after`` more pass."""
+        self._failures.setdefault(method.lower(), []).extend([None] * after + [(status, body)] * times)
 
-    def delay(self, method: str, seconds: float) -> None:
-        """Answer every call of ``method`` only after ``seconds``."""
-        self._delays[method.lower()] = seconds
+    def delay(self, method: str, seconds: float, *, after: int = 0) -> None:
+        """Answer calls of ``method`` only after ``seconds``, from now on but the next ``after`` of them."""
+        self._delays[method.lower()] = (seconds, len(self.calls_of(method)) + after)
+
+    def upgrade_group(self, group_id: int, supergroup_id: int) -> None:
+        """Upgrade a basic group to a supergroup, as a group admin does: the old id stops working."""
+        self.upgraded[str(group_id)] = supergroup_id
 
     def webhook_for(self, token: str) -> dict[str, Any]:
         """Return the live webhook state of ``token``'s bot."""
@@ -262,10 +270,13 @@ class FakeTelegram:
             self.uploads.append({"method": method, **upload})
         key = method.lower()
         if key in self._delays:
-            await asyncio.sleep(self._delays[key])
+            seconds, from_call = self._delays[key]
+            if len(self.calls_of(method)) > from_call:
+                await asyncio.sleep(seconds)
         scripted = self._failures.get(key)
-        if scripted:
-            status, body = scripted.pop(0)
+        failure = scripted.pop(0) if scripted else None
+        if failure is not None:
+            status, body = failure
             return web.json_response(body, status=status)
         handler = self._handlers().get(key)
         try:
@@ -382,6 +393,9 @@ class FakeTelegram:
         key = str(chat_id)
         if key in self.blocked:
             raise BotApiError(403, "Forbidden: bot was blocked by the user")
+        if key in self.upgraded:
+            migrated = load_fixture("telegram_error_400_migrated.json")
+            raise BotApiError(400, migrated["description"], {"migrate_to_chat_id": self.upgraded[key]})
         profile = self.profiles.get(key)
         if profile is not None:
             fields = ("id", "type", "title", "username", "first_name", "last_name")

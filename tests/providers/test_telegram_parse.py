@@ -183,6 +183,15 @@ def test_blocked_and_unblocked() -> None:
     assert parse_update(body(update)).items == [StatusUpdate(kind="unblocked", chat_external_id=OLENA)]
 
 
+@pytest.mark.parametrize(
+    "name", ["telegram_update_migrate_to_chat_id.json", "telegram_update_migrate_from_chat_id.json"]
+)
+def test_either_notice_of_a_group_upgrade_moves_the_conversation(name: str) -> None:
+    # One in the old group, one in the new supergroup: both say the same move, neither is a message.
+    parsed = parse_update(raw(name))
+    assert parsed.items == [StatusUpdate(kind="moved", chat_external_id="-4081234567", moved_to="-1002198765432")]
+
+
 # --- shapes not in the captures -----------------------------------------------------------------
 
 

@@ -224,6 +224,29 @@ async def test_long_text_is_split_at_line_breaks(
     assert result.external_id == f"{OLENA}:{fake_telegram.messages[-1]['message_id']}"
 
 
+async def test_each_part_is_kept_as_it_goes_and_a_retry_sends_only_the_rest(
+    provider: TelegramProvider, fake_telegram: FakeTelegram
+) -> None:
+    text = "\n".join(["A" * 4000, "B" * 4000, "C" * 100])
+    kept: list[str] = []
+
+    async def keep_part(part_id: str) -> None:
+        kept.append(part_id)
+
+    fake_telegram.fail_next("sendMessage", 502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}, after=1)
+    with pytest.raises(SendError):
+        await provider.send(OutgoingMessage(OLENA, text, 1, keep_part=keep_part))
+    assert kept == [f"{OLENA}:{fake_telegram.messages[0]['message_id']}"]
+
+    result = await provider.send(OutgoingMessage(OLENA, text, 1, parts_sent=list(kept), keep_part=keep_part))
+    assert [params["text"] for params in fake_telegram.sent_messages] == ["A" * 4000, "B" * 4000, "C" * 100]
+    assert kept == [f"{OLENA}:{message['message_id']}" for message in fake_telegram.messages]
+    assert result.external_id == kept[-1]
+    # Every part already through (a crash after the last one): nothing goes again.
+    again = await provider.send(OutgoingMessage(OLENA, text, 1, parts_sent=list(kept), keep_part=keep_part))
+    assert again.external_id == kept[-1] and len(fake_telegram.sent_messages) == 3
+
+
 async def test_long_text_without_spaces_is_cut_hard(
     provider: TelegramProvider, fake_telegram: FakeTelegram
 ) -> None:
@@ -370,6 +393,17 @@ async def test_refusals_are_permanent(
     with pytest.raises(SendError) as caught:
         await provider.send(reply("hello"))
     assert (caught.value.permanent, caught.value.code, caught.value.reason) == (True, code, body["description"])
+
+
+async def test_a_group_upgraded_to_a_supergroup_names_its_new_id(
+    provider: TelegramProvider, fake_telegram: FakeTelegram
+) -> None:
+    fake_telegram.upgrade_group(-4081234567, -1002198765432)
+    with pytest.raises(SendError) as caught:
+        await provider.send(OutgoingMessage(chat_external_id="-4081234567", text="hello", desk_id=1))
+    assert caught.value.moved_to == "-1002198765432"
+    assert caught.value.reason == fixture("telegram_error_400_migrated.json")["description"]
+    assert fake_telegram.sent_messages == []
 
 
 async def test_server_errors_are_transient(provider: TelegramProvider, fake_telegram: FakeTelegram) -> None:
