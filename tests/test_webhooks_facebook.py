@@ -286,12 +286,13 @@ async def test_echo_delivery_and_read_update_our_reply(desk, facebook):
         before = await conversation(desk, token, chat["id"])
         unread = await desk.get("/api/unread", token)
 
-        # Meta echoes our own reply: not a customer message.
+        # Meta echoes our own reply: neither a customer message nor a second copy of the reply.
         echo = first_event("facebook_webhook_echo.json")
         echo["message"].update(mid=mid, text=sent["message"]["text"], metadata=sent["message"].get("metadata"))
         await deliver(desk, channel["id"], event_body(echo))
-        # The captured echo is of a message typed in the Page inbox: not a customer message either.
-        await deliver(desk, channel["id"], fixture_bytes("facebook", "facebook_webhook_echo.json"))
+        # Without the desk's metadata, the mid the Send API answered still names our reply.
+        del echo["message"]["metadata"]
+        await deliver(desk, channel["id"], event_body(echo))
         after = await conversation(desk, token, chat["id"])
         assert [m["id"] for m in after] == [m["id"] for m in before]
         assert [m for m in after if m["direction"] == "in"] == [m for m in before if m["direction"] == "in"]
@@ -322,6 +323,182 @@ async def test_echo_delivery_and_read_update_our_reply(desk, facebook):
                                      and data["status"] == "read" for name, data in events))
     finally:
         await sio.disconnect()
+
+
+# --- the page's own messages (echoes) ----------------------------------------------------------
+
+
+def page_message(mid: str, *, text: str | None = None, metadata: str | None = None,
+                 attachments: list | None = None, recipient: str = CUSTOMER) -> dict:
+    """Return Meta's echo of a message the page sent to ``recipient``, shaped like the captured one."""
+    echo = first_event("facebook_webhook_echo.json")
+    echo["recipient"] = {"id": recipient}
+    echo["timestamp"] = int(time.time() * 1000)
+    message = echo["message"]
+    message["mid"] = mid
+    del message["metadata"]
+    if metadata is not None:
+        message["metadata"] = metadata
+    if text is not None:
+        message["text"] = text
+    if attachments is not None:
+        del message["text"]
+        message["attachments"] = attachments
+    return echo
+
+
+async def round_robin_page(desk, fake) -> tuple[dict, str, dict, str]:
+    """Connect the page with a round-robin queue and one online agent; return (channel, admin token, agent, token)."""
+    _, admin_token = await desk.operator("boss", role="admin")
+    queue = await desk.call("POST", "/api/queues", admin_token, {"name": "Shop", "routing": "round_robin"},
+                            status=201)
+    channel = await desk.facebook_channel(admin_token, fake)
+    channel = await desk.call("PATCH", f"/api/channels/{channel['id']}", admin_token, {"queue_id": queue["id"]})
+    agent, agent_token = await desk.operator("ana", queue_ids=[queue["id"]])
+    await desk.call("PUT", "/api/operators/me/status", agent_token, {"status": "online"})
+    return channel, admin_token, agent, agent_token
+
+
+async def events_after(desk, token: str, seq: int) -> list[tuple[str, dict]]:
+    """Return the operator's logged events after ``seq`` (what they were sent), as (name, data)."""
+    log = await desk.get(f"/api/events?after={seq}", token)
+    return [(event["event"], event["data"]) for event in log["events"]]
+
+
+async def test_reply_typed_in_the_page_inbox_joins_the_chat_as_the_pages_message(desk, facebook):
+    channel, admin_token, agent, token = await round_robin_page(desk, facebook)
+    await deliver(desk, channel["id"], fixture_bytes("facebook", "facebook_webhook_text.json"))
+    [chat] = await all_chats(desk, token)
+    assert chat["status"] == "active" and chat["operator_id"] == agent["id"] and chat["unread"] == 1
+
+    async def profile_shown() -> bool:
+        [chat] = await all_chats(desk, token)
+        return chat["contact"]["avatar_url"] is not None
+
+    await eventually(profile_shown)  # its chat.updated comes before what is counted below
+    unread = {t: await desk.get("/api/unread", t) for t in (token, admin_token)}
+    seqs = {t: (await desk.get("/api/events?after=0", t))["seq"] for t in (token, admin_token)}
+    sio, live = await desk.socket(token)
+    try:
+        # Someone answered in Meta's Page inbox: the captured echo (another sender's metadata).
+        await deliver(desk, channel["id"], fixture_bytes("facebook", "facebook_webhook_echo.json"))
+        question, answer = await conversation(desk, token, chat["id"])
+        assert answer["text"] == "Hi! I'm checking order A-20931 for you now."
+        assert answer["direction"] == "out" and answer["status"] == "sent" and answer["attachments"] == []
+        # From the page, not from an operator (CONTRACT §3 has no author type for the page).
+        assert answer["author"] == {"type": "system", "id": None, "name": channel["name"]}
+        assert answer["id"] > question["id"]
+
+        # Not a customer message: no unread, same status and operator, nothing routed.
+        after = await desk.get(f"/api/chats/{chat['id']}", token)
+        assert (after["status"], after["operator_id"], after["unread"]) == ("active", agent["id"], 1)
+        assert after["last_message"]["id"] == answer["id"]
+        for t in (token, admin_token):
+            assert await desk.get("/api/unread", t) == unread[t]
+            # Pushed to whoever sees the chat: the message and the chat's new last message.
+            logged = await events_after(desk, t, seqs[t])
+            assert [name for name, _ in logged] == ["message.created", "chat.updated"]
+            assert logged[0][1]["id"] == answer["id"] and logged[1][1]["last_message"]["id"] == answer["id"]
+        await eventually(lambda: any(name == "message.created" and data["id"] == answer["id"]
+                                     for name, data in live))
+
+        # Meta retries: stored once. Its delivery report moves it on like a reply of ours.
+        await deliver(desk, channel["id"], fixture_bytes("facebook", "facebook_webhook_echo.json"))
+        assert len(await conversation(desk, token, chat["id"])) == 2
+        delivery = first_event("facebook_webhook_read_delivery.json")
+        delivery["delivery"]["watermark"] = 1
+        await deliver(desk, channel["id"], event_body(delivery))
+        [_, answer] = await conversation(desk, token, chat["id"])
+        assert answer["status"] == "delivered"
+    finally:
+        await sio.disconnect()
+
+
+async def test_page_messages_never_open_reopen_or_route_a_chat(desk, facebook):
+    channel, admin_token, agent, token = await round_robin_page(desk, facebook)
+    # The page writes first (another app, or the Page inbox): kept in a closed chat nobody is given.
+    await deliver(desk, channel["id"], event_body(page_message("m_page_first", text="Your order has shipped")))
+    assert await all_chats(desk, token) == []
+    assert await desk.get("/api/unread", token) == {"chats": 0, "messages": 0}
+    [closed] = await desk.get("/api/chats?status=closed", admin_token)
+    assert closed["external_id"] == CUSTOMER and closed["operator_id"] is None and closed["unread"] == 0
+    assert closed["last_message"]["text"] == "Your order has shipped"
+    assert await desk.get("/api/chats?status=new", admin_token) == []
+
+    # The customer answers: a chat opens and is routed as usual.
+    await deliver(desk, channel["id"], fixture_bytes("facebook", "facebook_webhook_text.json"))
+    [chat] = await all_chats(desk, token)
+    assert chat["id"] != closed["id"] and chat["status"] == "active" and chat["operator_id"] == agent["id"]
+    await desk.call("POST", f"/api/chats/{chat['id']}/close", token)
+
+    # After the close, the page's next message stays in that chat, which stays closed.
+    await deliver(desk, channel["id"], event_body(page_message("m_page_after", text="Anything else?")))
+    chat = await desk.get(f"/api/chats/{chat['id']}", admin_token)
+    assert chat["status"] == "closed" and chat["unread"] == 0
+    assert [m["text"] for m in await conversation(desk, admin_token, chat["id"])] == [
+        "Hi, my order A-20931 hasn't arrived yet", "Anything else?"]
+    assert await desk.get("/api/chats?status=new", admin_token) == []
+    assert await desk.get("/api/chats?status=active", admin_token) == []
+    assert await desk.get("/api/unread", admin_token) == {"chats": 0, "messages": 0}
+
+
+async def test_page_message_attachment_is_downloaded_and_served(desk, facebook):
+    channel, token = await setup_page(desk, facebook)
+    await deliver(desk, channel["id"], fixture_bytes("facebook", "facebook_webhook_text.json"))
+    [chat] = await all_chats(desk, token)
+    body, files = served(facebook, "facebook_webhook_image.json")
+    [expected] = files.values()
+    image = json.loads(body)["entry"][0]["messaging"][0]["message"]["attachments"]
+    await deliver(desk, channel["id"], event_body(page_message("m_page_photo", attachments=image)))
+
+    async def ready() -> dict | None:
+        _, photo = await conversation(desk, token, chat["id"])
+        return photo if photo["attachments"] and photo["attachments"][0]["ready"] else None
+
+    await eventually(ready)
+    photo = await ready()
+    assert photo["direction"] == "out" and photo["author"]["type"] == "system" and photo["text"] == ""
+    [attachment] = photo["attachments"]
+    assert attachment["kind"] == "image"
+    response = await desk.client.get(attachment["url"], headers=desk.headers(token))
+    assert response.status == 200
+    assert await response.read() == expected
+
+
+async def test_echo_of_our_reply_before_the_send_answer_is_stored_once(desk, facebook):
+    channel, token = await setup_page(desk, facebook)
+    await deliver(desk, channel["id"], fixture_bytes("facebook", "facebook_webhook_text.json"))
+    [chat] = await all_chats(desk, token)
+    facebook.hold_answers = asyncio.Event()
+    try:
+        # A reply longer than one Send API message goes out in two, each with the desk's metadata.
+        text = "Checking order A-20931 now. " * 90
+        reply = await desk.call("POST", f"/api/chats/{chat['id']}/messages", token, {"text": text}, status=201)
+        await eventually(lambda: len(facebook.sent) == 1)
+        [first] = facebook.sent
+        # Meta's echo of the first part arrives while the desk still waits for the Send API's answer.
+        await deliver(desk, channel["id"], event_body(page_message(
+            "m_1", text=first["message"]["text"], metadata=first["message"]["metadata"])))
+        # So does a reply typed in the Page inbox meanwhile.
+        await deliver(desk, channel["id"], event_body(page_message("m_page_inbox", text="We're on it!")))
+    finally:
+        facebook.hold_answers.set()
+
+    async def sent() -> bool:
+        messages = await conversation(desk, token, chat["id"])
+        return any(m["id"] == reply["id"] and m["status"] == "sent" for m in messages)
+
+    await eventually(sent)
+    second = facebook.sent[1]
+    assert second["message"]["metadata"] == first["message"]["metadata"]
+    await deliver(desk, channel["id"], event_body(page_message(
+        "m_2", text=second["message"]["text"], metadata=second["message"]["metadata"])))
+    messages = await conversation(desk, token, chat["id"])
+    assert [(m["direction"], m["author"]["type"], m["text"]) for m in messages] == [
+        ("in", "contact", "Hi, my order A-20931 hasn't arrived yet"),
+        ("out", "operator", text),
+        ("out", "system", "We're on it!"),
+    ]
 
 
 async def test_the_same_mid_again_is_stored_once(desk, facebook):

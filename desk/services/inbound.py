@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 # Re-ask the messenger for a profile at most this often per contact.
 PROFILE_REFRESH = dt.timedelta(days=1)
 STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
+# The author of a message the account sent outside the desk (a reply typed in Meta's Page inbox):
+# CONTRACT §3 has no author type for the messenger account, and it is no operator's.
+ACCOUNT_AUTHOR = "system"
 
 
 def receive(ctx: Context, changes: Changes, channel: Channel, parsed: ParsedRequest) -> int:
@@ -35,7 +38,9 @@ def receive(ctx: Context, changes: Changes, channel: Channel, parsed: ParsedRequ
         target = _target(ctx, channel, item.account_key, targets)
         if target is None:
             continue
-        if isinstance(item, IncomingMessage):
+        if isinstance(item, IncomingMessage) and item.outgoing:
+            stored += _outgoing(ctx, changes, target, item)
+        elif isinstance(item, IncomingMessage):
             stored += _message(ctx, changes, target, item)
         elif isinstance(item, StatusUpdate):
             stored += _status(changes, target, item)
@@ -186,3 +191,72 @@ def _receipt(changes: Changes, channel: Channel, item: StatusUpdate) -> int:
         notify.message_event(changes, events.MESSAGE_UPDATED, message, queries.watchers(chat))
         changed += 1
     return changed
+
+
+def _outgoing(ctx: Context, changes: Changes, channel: Channel, item: IncomingMessage) -> int:
+    """Store the account's own message sent outside the desk (a Facebook echo) as an outgoing one.
+
+    The copy of the desk's own reply is not stored again: the desk id the provider read from it
+    names the reply even while the send's answer is not stored yet; the messenger's id matches it
+    once stored, and matches a copy imported before. A copy is no customer message: the chat's
+    status, operator and unread counter stay as they are, a closed chat is not reopened and no
+    chat is routed; it goes to the conversation's latest chat, or a new closed one.
+    """
+    if item.desk_id is not None and _is_own_reply(channel, item):
+        return 0
+    known = Message.select(Message.id).where(
+        (Message.channel_id == channel.id) & (Message.direction == "out") & (Message.external_id == item.external_id)
+    )
+    if known.exists():
+        return 0
+    now = utcnow()
+    chat = queries.open_chat(channel.id, item.chat_external_id) or (
+        Chat.select()
+        .where((Chat.channel == channel.id) & (Chat.external_id == item.chat_external_id))
+        .order_by(Chat.id.desc())
+        .first()
+    )
+    created = chat is None
+    if chat is None:
+        contact, _ = _contact(channel, item)
+        chat = queries.create(
+            Chat, channel=channel.id, contact=contact.id, external_id=item.chat_external_id, title=item.chat_title,
+            queue=channel.queue_id, status="closed", last_message_at=now, created_at=now, closed_at=now,
+        )
+    else:
+        contact = Contact.get_by_id(chat.contact_id)
+    message = queries.create(
+        Message, chat=chat.id, channel_id=channel.id, direction="out", text=item.text, author_type=ACCOUNT_AUTHOR,
+        author_name=channel.name, status="sent", external_id=item.external_id, created_at=now,
+    )
+    attachments = []
+    for incoming in item.attachments:
+        attachment = Attachment.create(
+            message=message.id, kind=incoming.kind, file_name=incoming.file_name, mime=incoming.mime,
+            size=incoming.size, ref=incoming.ref, ready=incoming.ref is None, meta=json.dumps(incoming.meta),
+        )
+        attachments.append(attachment)
+        if incoming.ref is not None:
+            jobs.enqueue(ctx, changes, jobs.FETCH_ATTACHMENT, attachment.id)
+    chat.last_message_id = message.id
+    chat.last_message_at = now
+    queries.execute("UPDATE chat SET last_message_id = ?, last_message_at = ? WHERE id = ?",
+                    (message.id, Chat.last_message_at.db_value(now), chat.id))
+
+    watchers = queries.watchers(chat)
+    message_data = payloads.message(message, attachments)
+    data = notify.chat_payload(chat, contact, provider=channel.provider, last_data=message_data)
+    if created:
+        changes.add(sorted(watchers), events.CHAT_CREATED, data)
+    notify.message_event(changes, events.MESSAGE_CREATED, message, watchers, message_data)
+    if not created:
+        changes.add(sorted(watchers), events.CHAT_UPDATED, data)
+    return 1
+
+
+def _is_own_reply(channel: Channel, item: IncomingMessage) -> bool:
+    """Whether ``item.desk_id`` is a reply of the desk's in this conversation (not another desk's id)."""
+    chats = Chat.select(Chat.id).where((Chat.channel == channel.id) & (Chat.external_id == item.chat_external_id))
+    return Message.select(Message.id).where(
+        (Message.id == item.desk_id) & (Message.direction == "out") & Message.chat.in_(chats)
+    ).exists()

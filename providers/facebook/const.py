@@ -36,8 +36,10 @@ SUBSCRIBED_FIELDS = (
 MESSAGING_TYPE_RESPONSE = "RESPONSE"
 # The Send API refuses message.text of more than 2000 characters.
 MAX_TEXT_LENGTH = 2000
-# Our outbound id goes in message.metadata so the echo can be matched.
+# Our outbound id goes in message.metadata so the echo can be matched: "desk:<message id>".
 METADATA_PREFIX = "desk:"
+# Longer ids are not ours (and would not fit a 64-bit column): the echo is another sender's.
+METADATA_ID_MAX_DIGITS = 18
 SEND_ATTACHMENT_TYPES = frozenset({"image", "video", "audio", "file"})
 
 # Largest asset the Messenger Platform takes or serves (25 MB).

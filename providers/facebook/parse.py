@@ -71,7 +71,7 @@ def parse_event(event: Any, page_id: str | None) -> Item | None:
     message = event.get("message")
     if isinstance(message, dict):
         if message.get("is_echo") is True:
-            return parse_echo(message, recipient_id, page_id)
+            return parse_echo(message, recipient_id, timestamp, page_id)
         return parse_message(message, sender_id, timestamp, page_id)
     postback = event.get("postback")
     if isinstance(postback, dict):
@@ -178,18 +178,31 @@ def parse_location(payload: dict[str, Any]) -> IncomingAttachment | None:
     return IncomingAttachment(kind="location", meta={"lat": lat, "long": long})
 
 
-def parse_echo(message: dict[str, Any], recipient_id: str | None, page_id: str | None) -> StatusUpdate | None:
-    """Turn the page's own message (sent by the desk, another app or a person) into an echo."""
-    mid = message.get("mid")
+def parse_echo(
+    message: dict[str, Any], recipient_id: str | None, timestamp: Any, page_id: str | None
+) -> IncomingMessage | None:
+    """Turn the page's own message (sent by the desk, another app or a person) into an outgoing item.
+
+    The conversation is the recipient's. ``desk_id`` comes from the ``metadata`` the desk puts on
+    its sends: it recognises the echo of the desk's own reply even before the Send API's answer
+    (with the ``mid``) is stored, and for every part of a reply sent in several messages.
+    """
     if recipient_id is None:
         return None
-    return StatusUpdate(
-        kind="echo",
-        chat_external_id=recipient_id,
-        external_ids=[mid] if isinstance(mid, str) and mid else [],
-        account_key=page_id,
-        text=_text(message.get("text")),
-    )
+    item = parse_message(message, recipient_id, timestamp, page_id)
+    item.outgoing = True
+    item.desk_id = desk_id_from_metadata(message.get("metadata"))
+    return item
+
+
+def desk_id_from_metadata(metadata: Any) -> int | None:
+    """Return the desk message id of ``desk:<id>`` metadata; ``None`` for another sender's metadata."""
+    if not isinstance(metadata, str) or not metadata.startswith(const.METADATA_PREFIX):
+        return None
+    digits = metadata[len(const.METADATA_PREFIX) :]
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > const.METADATA_ID_MAX_DIGITS:
+        return None
+    return int(digits)
 
 
 def parse_postback(postback: dict[str, Any], psid: str, timestamp: Any, page_id: str | None) -> IncomingMessage:

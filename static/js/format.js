@@ -96,7 +96,8 @@ export function providerName(code) {
 export function preview(message) {
   if (!message) return "";
   const text = (message.text || "").replace(/\s+/g, " ").trim();
-  const prefix = message.direction === "out" ? "You: " : "";
+  const account = message.author && message.author.type === "system" && message.author.name;
+  const prefix = message.direction !== "out" ? "" : account ? `${account}: ` : "You: ";
   if (text) return prefix + text;
   const kinds = { image: "Photo", video: "Video", audio: "Voice message", file: "File", sticker: "Sticker",
     location: "Location", contact: "Contact" };

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -65,6 +66,9 @@ class FakeFacebook:
         self.profiles: dict[str, dict[str, Any]] = {profile["id"]: profile}
         self._failures: list[_Failure] = []
         self._message_seq = 0
+        # While this event is unset, Send API answers wait for it (the message is in ``sent``
+        # already): Meta's echo of a message can reach the webhook before the sender has the answer.
+        self.hold_answers: asyncio.Event | None = None
 
     def fail_next(self, path_suffix: str, status: int, body: Any, times: int = 1) -> None:
         """Answer the next ``times`` Graph calls whose path ends with ``path_suffix`` with ``status`` and ``body``."""
@@ -96,7 +100,10 @@ class FakeFacebook:
         if len(parts) == 2 and parts[1] == "messages" and request.method == "POST":
             if parts[0] not in ("me", page_id):
                 return self._permission_error()
-            return self._send(body)
+            answer = self._send(body)
+            if self.hold_answers is not None:
+                await self.hold_answers.wait()
+            return answer
         if len(parts) == 2 and parts[1] == "subscribed_apps":
             if parts[0] != page_id:
                 return self._permission_error()

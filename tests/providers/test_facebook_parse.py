@@ -120,16 +120,43 @@ def test_batched_two_pages_six_events() -> None:
     assert len({m.external_id for m in messages}) == 6
 
 
-def test_echo() -> None:
+def test_echo_is_the_pages_outgoing_message_to_the_recipient() -> None:
     [item] = parse_body(raw("facebook_webhook_echo.json")).items
-    assert isinstance(item, StatusUpdate)
-    assert item.kind == "echo"
-    assert item.chat_external_id == PSID
-    assert item.external_ids == [
+    assert isinstance(item, IncomingMessage) and item.outgoing is True
+    assert item.chat_external_id == PSID and item.contact.external_id == PSID
+    assert item.external_id == (
         "m_Tz0cF3iL6oR9uX2aD5gJ8mP1sV4yB7eH0kN3qT6wZ9cF2iL5oR8uX1aD4gJ7mP0sV3yB6eH9kN2qT5wZ8cF1iL4o"
-    ]
+    )
     assert item.text == "Hi! I'm checking order A-20931 for you now."
     assert item.account_key == PAGE_ID
+    # "desk:out:<ULID>" is not the tag this desk puts on its sends ("desk:<message id>").
+    assert item.desk_id is None
+
+
+def test_echo_metadata_names_the_desks_reply() -> None:
+    captured = json.loads(raw("facebook_webhook_echo.json"))
+    echo = captured["entry"][0]["messaging"][0]
+    # Arabic-Indic digits are digits to str.isdigit, and no id of ours; nor are 19 digits.
+    cases = {"desk:42": 42, "desk:0042": 42, "desk:": None, "desk:42a": None, "desk:\u0664\u0662": None,
+             "desk:" + "9" * 19: None, "shop:42": None, "": None}
+    for metadata, desk_id in cases.items():
+        echo["message"]["metadata"] = metadata
+        [item] = parse_body(body(captured)).items
+        assert item.desk_id == desk_id, metadata
+    echo["message"]["metadata"] = 42
+    assert parse_body(body(captured)).items[0].desk_id is None
+
+
+def test_echo_with_attachments() -> None:
+    captured = json.loads(raw("facebook_webhook_echo.json"))
+    message = captured["entry"][0]["messaging"][0]["message"]
+    del message["text"]
+    image = json.loads(raw("facebook_webhook_image.json"))["entry"][0]["messaging"][0]["message"]["attachments"]
+    message["attachments"] = image
+    [item] = parse_body(body(captured)).items
+    assert item.outgoing is True and item.text == ""
+    assert [attachment.kind for attachment in item.attachments] == ["image"]
+    assert item.attachments[0].ref == image[0]["payload"]["url"]
 
 
 def test_read_and_delivery() -> None:
