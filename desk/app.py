@@ -23,8 +23,8 @@ from desk.services import auth, chat_actions, fetch, jobs, outbound
 from desk.settings import Settings
 from desk.store import Queue, database, open_database
 from desk.store.migrate import migrate, schema_lock
-from desk.web.middlewares import auth_middleware, csrf_middleware, errors_middleware
-from desk.web.routes import setup_routes
+from desk.web.middlewares import auth_middleware, csrf_middleware, errors_middleware, rerun_middleware
+from desk.web.routes import RERUN_ON_CONFLICT, setup_routes
 from desk.web.security import headers_middleware
 from desk.web.views.pages import error_pages_middleware
 from desk.web.views.system import prune_events
@@ -45,10 +45,12 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> web.A
     ctx.throttle = auth.LoginThrottle()
     ctx.actions = actions.discover()
     # Order: security headers outermost so every answer gets them, error pages included; then
-    # the HTML error pages, then errors so every failure below becomes a JSON error; auth before
-    # CSRF, which needs to know whether the request came with the session cookie.
+    # the HTML error pages, then errors so every failure below becomes a JSON error; the re-run
+    # after a conflict inside it (a last failure is a JSON error) and outside auth (each run reads
+    # the operator afresh); auth before CSRF, which needs to know whether the request came with
+    # the session cookie.
     app = web.Application(middlewares=[headers_middleware, error_pages_middleware, errors_middleware,
-                                       auth_middleware, csrf_middleware],
+                                       rerun_middleware(RERUN_ON_CONFLICT), auth_middleware, csrf_middleware],
                           client_max_size=settings.upload_limit + 1024 * 1024)
     app[keys.settings_key] = settings
     app[keys.context_key] = ctx

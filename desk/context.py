@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
 
 from desk.events import Bus, Changes
+from desk.services.errors import ServiceError
 from desk.settings import Settings
 from desk.store import Channel, atomic, is_conflict
 from providers import Registry
@@ -22,10 +24,33 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Runs of a change that the database aborted for a concurrent transaction, before giving up.
 WRITE_ATTEMPTS = 4
+# Before running a request again, wait a random time of up to this many seconds times the runs so
+# far: the two processes whose transactions deadlocked then come back apart, not in step.
+RERUN_JITTER = 0.05
 
 
 async def _nothing(*_: Any) -> None:
     return None
+
+
+async def rerun_on_conflict(attempt: Callable[[], Awaitable[T]], *, unless: Callable[[], bool] = lambda: False) -> T:
+    """Await ``attempt()``; when a concurrent transaction made the database abort it, again after a random pause.
+
+    For work whose one lasting effect is its transaction (an agent's accept, close, transfer…):
+    the aborted run was rolled back, and its events, jobs and pushes go out only after a commit,
+    so they happen once, for the run that committed. ``unless()`` true after a failed run (it
+    did something outside the database) gives up at once. A ``ServiceError`` is the work's own
+    answer, even when a conflict led to it.
+    """
+    for run in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            return await attempt()
+        except Exception as exc:
+            if run == WRITE_ATTEMPTS or isinstance(exc, ServiceError) or not is_conflict(exc) or unless():
+                raise
+            log.info("a concurrent transaction aborted this one (%s); running it again", str(exc).splitlines()[0])
+        await asyncio.sleep(random.uniform(0, RERUN_JITTER * run))
+    raise AssertionError("unreachable")
 
 
 class UnknownProvider(Exception):

@@ -24,3 +24,6 @@ sio_key: web.AppKey["socketio.AsyncServer"] = web.AppKey("sio")
 operator_rkey: web.RequestKey[Any] = web.RequestKey("operator", object)
 auth_rkey: web.RequestKey[Any] = web.RequestKey("auth", object)
 token_rkey: web.RequestKey[Any] = web.RequestKey("token", object)
+# Set by a handler about to do what running the request again would repeat (a plug-in's action may
+# call out): the request is then never run again after a conflict (``rerun_middleware``).
+ran_outside_rkey: web.RequestKey[bool] = web.RequestKey("ran_outside", bool)

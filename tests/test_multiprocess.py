@@ -9,6 +9,7 @@ which is why docs/deploy.md asks for websocket-only (or sticky sessions).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import time
@@ -162,6 +163,122 @@ async def test_two_messages_of_a_new_customer_at_once_on_both_processes_open_one
         user = chat["contact"]["external_id"]
         assert sorted(m["text"] for m in page["messages"]) == [f"{user} via a", f"{user} via b"]
         assert chat["unread"] == 2
+
+
+class RowLocks:
+    """A transaction of the test's own on the cluster's database: it takes row locks and holds them until released."""
+
+    def __init__(self, database_url: str) -> None:
+        import psycopg2
+
+        self.conn = psycopg2.connect(database_url)
+        self.pid = self.conn.get_backend_pid()
+
+    def execute(self, query: str, params: tuple = ()) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.execute(query, params)
+
+    def release(self) -> None:
+        """End the transaction (nothing in it is kept): whoever waits for its rows goes on."""
+        self.conn.rollback()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.cancel()  # a statement still waiting in another thread
+            self.conn.close()
+
+
+def lock_waits(database_url: str) -> dict[int, list[int]]:
+    """Return the backends of the database waiting for a lock, each with the backends it waits for."""
+    return dict(sql(database_url, "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity "
+                                  "WHERE datname = current_database() AND wait_event_type = 'Lock'"))
+
+
+async def no_job_left(cluster: Cluster) -> None:
+    """Wait until the processes have run every job (profile fetches), so that only the requests of the test write."""
+    await eventually(lambda: sql(cluster.database_url, "SELECT count(*) FROM job") == [(0,)], timeout=30)
+
+
+async def test_an_agent_of_two_queues_routed_at_once_on_both_processes_stays_within_max_chats(cluster, api, fake_telegram):
+    admin, first, first_channel, first_secret = await setup_channel(api, cluster.a, cluster.b, fake_telegram,
+                                                                    routing="round_robin")
+    _, second, second_channel, second_secret = await setup_channel(api, cluster.a, cluster.b, fake_telegram,
+                                                                   routing="least_busy")
+    agent, token = await api.agent(cluster.a, admin, "mp-two-queues", first["id"], max_chats=1)
+    await api.call(cluster.b, "PATCH", f"/api/operators/{agent['id']}", admin,
+                   {"queue_ids": [first["id"], second["id"]]})
+    await api.call(cluster.a, "PUT", "/api/operators/me/status", token, {"status": "online"})
+    await no_job_left(cluster)
+
+    # A new chat in each queue, one through each process, and both routings inside their
+    # transactions at once: the test holds the admin's row, which each routing takes (for the
+    # events of its assignment) and waits for; then it lets them go.
+    held = RowLocks(cluster.database_url)
+    posts = asyncio.gather(
+        api.webhook(cluster.a, first_channel, first_secret, text_update(5600001, "via the first queue")),
+        api.webhook(cluster.b, second_channel, second_secret, text_update(5600002, "via the second queue")),
+    )
+    try:
+        held.execute("SELECT id FROM operator WHERE login = %s FOR NO KEY UPDATE", (ADMIN,))
+
+        def both_wait() -> bool:
+            waits = lock_waits(cluster.database_url)
+            return len(waits) == 2 and all(set(by) <= {held.pid, *waits} for by in waits.values())
+
+        await eventually(both_wait, timeout=20)
+        held.release()
+        await posts
+    finally:
+        held.close()
+
+    chats = [chat for chat in await api.call(cluster.a, "GET", "/api/chats?limit=100", admin)
+             if chat["channel_id"] in (first_channel["id"], second_channel["id"])]
+    assert len(chats) == 2
+    # max_chats is 1: one of the two chats is the agent's, the other waits in its queue.
+    assert sorted(chat["status"] for chat in chats) == ["active", "new"]
+    assert [chat["operator_id"] for chat in chats if chat["status"] == "active"] == [agent["id"]]
+    assert sql(cluster.database_url, "SELECT count(*) FROM chat WHERE operator_id = %s AND status = 'active'",
+               (agent["id"],)) == [(1,)]
+
+
+async def test_an_accept_that_deadlocks_is_run_again_and_its_events_are_recorded_once(cluster, api, fake_telegram):
+    admin, queue, channel, secret = await setup_channel(api, cluster.a, cluster.b, fake_telegram)
+    agent, token = await api.agent(cluster.a, admin, "mp-dora", queue["id"])
+    await api.webhook(cluster.b, channel, secret, text_update(5600010, "Anyone there?"))
+    chat = next(chat for chat in await api.call(cluster.a, "GET", "/api/chats?status=new", token)
+                if chat["channel_id"] == channel["id"])
+    await no_job_left(cluster)
+
+    # Two transactions of the test's own make a deadlock with the accept on A: one holds the
+    # admin's row, the other the agent's (and never gives up first: its deadlock check waits a minute).
+    admin_row, agent_row = RowLocks(cluster.database_url), RowLocks(cluster.database_url)
+    accept = asyncio.ensure_future(api.call(cluster.a, "POST", f"/api/chats/{chat['id']}/accept", token))
+    try:
+        admin_row.execute("SELECT id FROM operator WHERE login = %s FOR NO KEY UPDATE", (ADMIN,))
+        agent_row.execute("SET LOCAL deadlock_timeout = '60s'")
+        agent_row.execute("SELECT id FROM operator WHERE id = %s FOR NO KEY UPDATE", (agent["id"],))
+        # A has taken the chat and waits for the admin's row (its events are for the admin and the agent).
+        await eventually(lambda: any(admin_row.pid in by for by in lock_waits(cluster.database_url).values()),
+                         timeout=20)
+        # The agent's row's holder asks for the chat: it waits for A.
+        asks_chat = asyncio.ensure_future(asyncio.to_thread(
+            agent_row.execute, "UPDATE chat SET unread = unread WHERE id = %s", (chat["id"],)))
+        await eventually(lambda: agent_row.pid in lock_waits(cluster.database_url), timeout=20)
+        # A gets the admin's row and asks for the agent's: a deadlock, and PostgreSQL aborts A.
+        admin_row.release()
+        await asks_chat
+        agent_row.release()
+        accepted = await accept
+    finally:
+        admin_row.close()
+        agent_row.close()
+        await asyncio.gather(accept, return_exceptions=True)
+
+    # The accept was run again and answered as if nothing had happened, and recorded its events once.
+    assert accepted["status"] == "active" and accepted["operator_id"] == agent["id"]
+    taken = [event for event in await api.events(cluster.b, token)
+             if event["data"].get("id") == chat["id"] and event["data"].get("status") == "active"]
+    assert [event["event"] for event in taken] == ["chat.updated"]
 
 
 async def test_revoking_a_token_on_one_process_drops_its_socket_on_the_other(cluster, api, fake_telegram):

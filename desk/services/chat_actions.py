@@ -13,6 +13,7 @@ from typing import Any
 from desk import events, payloads
 from desk.actions import ActionRun, ChatAction
 from desk.context import Context
+from desk.events import Changes
 from desk.services import assignment, jobs, notify
 from desk.services.errors import Invalid, NotFound
 from desk.store import Chat, Job, Message, Operator, Queue, queries
@@ -79,9 +80,13 @@ async def run(ctx: Context, op: Operator, chat: Chat, code: str, params: dict[st
     except ValueError as exc:
         raise Invalid(str(exc)) from exc
     if deliveries:
-        with ctx.write() as changes:
+
+        def enqueue(changes: Changes) -> None:
             for data in deliveries:
                 jobs.enqueue(ctx, changes, jobs.ACTION, chat.id, payload=json.dumps({"code": code, "data": data}))
+
+        # Retried here, not with the request: the plug-in's run is not repeated (it may have called out).
+        ctx.write_retrying(enqueue)
     return {"chat": payloads.chat(Chat.get_by_id(chat.id)), "note": note}
 
 

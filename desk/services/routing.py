@@ -3,8 +3,9 @@
 Waiting chats are assigned oldest first: a chat is never assigned while an older chat of the same
 queue waits. Each assignment is a conditional update (the chat must still be waiting), so two
 processes routing at once never assign one chat twice; capacity is counted inside the same
-transaction, which SQLite's single writer and, on PostgreSQL, a row lock on the queue serialise
-(``lock_queues``).
+transaction, which SQLite's single writer serialises and, on PostgreSQL, row locks: on the queue
+(``lock_queues``), and on the operators (``lock_operators_of``), since an agent who is a member of
+two queues can be counted by two processes routing those two queues at once.
 """
 
 from __future__ import annotations
@@ -84,36 +85,84 @@ def lock_queues(queue_ids: Iterable[int]) -> None:
         list(Queue.select(Queue.id).where(Queue.id.in_(ids)).order_by(Queue.id).for_update("FOR NO KEY UPDATE"))
 
 
+def _lock_waiting(queue_id: int, limit: int) -> list[Chat]:
+    """Return the queue's ``limit`` oldest waiting chats, locked until the transaction ends (PostgreSQL)."""
+    query = (
+        Chat.select().where((Chat.queue == queue_id) & (Chat.status == "new") & Chat.operator.is_null())
+        .order_by(Chat.id).limit(limit)
+    )
+    if not is_sqlite():
+        query = query.for_update("FOR NO KEY UPDATE")  # not a key lock: messages still insert into them
+    return list(query)
+
+
+def lock_operators_of(queue_ids: Iterable[int]) -> None:
+    """Lock the rows of the admins and of these queues' members in id order until the transaction ends (PostgreSQL).
+
+    Capacity is counted under these locks: of two processes routing two queues an agent is a
+    member of, the second counts after the first committed. They are also every operator the
+    assignments' events go to, taken at once in the order ``Changes.flush`` takes them: holding
+    some and taking the others at the flush would deadlock with another transaction's flush.
+    """
+    ids = sorted(set(queue_ids))
+    if is_sqlite() or not ids:
+        return  # one writer at a time already
+    marks = ", ".join("?" * len(ids))
+    queries.execute(
+        "SELECT id FROM operator WHERE role = 'admin' OR id IN "
+        f"(SELECT operator_id FROM operator_queue WHERE queue_id IN ({marks})) ORDER BY id FOR NO KEY UPDATE",
+        ids,
+    ).fetchall()
+
+
 def route(changes: Changes, queue_id: int | None) -> int:
     """Assign the queue's waiting chats, oldest first, while members have room; return how many."""
-    if queue_id is None:
-        return 0
-    queue = Queue.get_or_none(Queue.id == queue_id)
-    if queue is None or queue.routing not in AUTOMATIC:
-        return 0
-    lock_queues([queue_id])
-    assigned = 0
-    waiting = Chat.select().where((Chat.queue == queue_id) & (Chat.status == "new") & Chat.operator.is_null()).order_by(Chat.id)
-    for chat in waiting:
-        op = _pick(queue, chat, _candidates(queue_id))
-        if op is None:
-            break
-        before = queries.watchers(chat)
-        won = (
-            Chat.update(operator=op.id, status="active", assigned_at=utcnow())
-            .where((Chat.id == chat.id) & (Chat.status == "new") & Chat.operator.is_null())
-            .execute()
-        )
-        if not won:
-            continue
-        chat = Chat.get_by_id(chat.id)
-        notify.chat_changed(changes, chat, before=before, created_for={op.id} - before)
-        assigned += 1
-    return assigned
+    return _route(changes, [queue_id]) if queue_id is not None else 0
 
 
 def route_for_operator(changes: Changes, operator_id: int) -> int:
     """Route the queues of an operator who came online or got room."""
-    queue_ids = sorted(queries.queue_ids(operator_id))
-    lock_queues(queue_ids)
-    return sum(route(changes, queue_id) for queue_id in queue_ids)
+    return _route(changes, queries.queue_ids(operator_id))
+
+
+def _route(changes: Changes, queue_ids: Iterable[int]) -> int:
+    """Assign the waiting chats of these queues (the automatic ones), oldest first in each; return how many.
+
+    Locks in one order: the queues, the chats that may be assigned, then the operators. It is the
+    order of every transaction that changes a chat and then records its events, so a customer
+    writing into a waiting chat while it is routed waits instead of deadlocking.
+    """
+    queues = list(
+        Queue.select().where(Queue.id.in_(sorted(set(queue_ids))) & Queue.routing.in_(AUTOMATIC)).order_by(Queue.id)
+    )
+    if not queues:
+        return 0
+    lock_queues([queue.id for queue in queues])
+    plan = []
+    for queue in queues:
+        # The room seen before the operators are locked bounds how many chats this can assign.
+        room = sum(op.max_chats - count for op, count in _candidates(queue.id))
+        waiting = _lock_waiting(queue.id, room) if room > 0 else []
+        if waiting:
+            plan.append((queue, waiting))
+    if not plan:
+        return 0
+    lock_operators_of(queue.id for queue, _ in plan)
+    assigned = 0
+    for queue, waiting in plan:
+        for chat in waiting:
+            op = _pick(queue, chat, _candidates(queue.id))  # counted under the operators' locks
+            if op is None:
+                break
+            before = queries.watchers(chat)
+            won = (
+                Chat.update(operator=op.id, status="active", assigned_at=utcnow())
+                .where((Chat.id == chat.id) & (Chat.status == "new") & Chat.operator.is_null())
+                .execute()
+            )
+            if not won:
+                continue
+            chat = Chat.get_by_id(chat.id)
+            notify.chat_changed(changes, chat, before=before, created_for={op.id} - before)
+            assigned += 1
+    return assigned

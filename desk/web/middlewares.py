@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from aiohttp import web
 
-from desk.keys import auth_rkey, context_key, operator_rkey, token_rkey
+from desk.context import rerun_on_conflict
+from desk.keys import auth_rkey, context_key, operator_rkey, ran_outside_rkey, token_rkey
 from desk.services import auth
 from desk.services.errors import ServiceError
 from desk.store import Operator
@@ -62,6 +63,24 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_error(500, "internal", "the server failed; the error is in its log")
+
+
+def rerun_middleware(handlers: Collection[Handler]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Return the middleware that runs a request of ``handlers`` again when the database aborted its transaction.
+
+    With several processes on PostgreSQL, two agents' transactions can deadlock; one is aborted.
+    Each handler listed changes the store in one transaction and reaches nothing outside before
+    it commits, so a run that failed left nothing behind (``rerun_on_conflict``). The middleware
+    sits outside authentication: each run reads the operator afresh, as the handler reads the
+    chat, so nothing a failed run changed in memory is seen by the next.
+    """
+    @web.middleware
+    async def rerun(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.handler not in handlers:
+            return await handler(request)
+        return await rerun_on_conflict(lambda: handler(request), unless=lambda: request.get(ran_outside_rkey, False))
+
+    return rerun
 
 
 HTML_ERRORS: dict[int, type[web.HTTPException]] = {

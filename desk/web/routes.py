@@ -6,6 +6,17 @@ from aiohttp import web
 
 from desk.web.views import admin, chats, pages, session, settings, system, webhooks
 
+# The routes that change chats and operators, run again whole when the database aborted their
+# transaction for a concurrent one (``middlewares.rerun_middleware``): each reads a JSON body
+# (kept for the next run), writes in one transaction and reaches nothing outside before it
+# commits. A plug-in chat action may call out, so ``run_action`` marks such a run as not to be
+# repeated. Not here: sending a reply (its multipart file is read once; it retries its own
+# transaction), and the webhook (``Context.write_retrying``).
+RERUN_ON_CONFLICT = frozenset({
+    chats.accept, chats.mark_read, chats.close, chats.transfer, chats.run_action, chats.retry,
+    session.set_my_status, admin.create_operator, admin.update_operator, admin.delete_operator,
+})
+
 
 def setup_routes(app: web.Application) -> None:
     """Add every route of the app, named."""

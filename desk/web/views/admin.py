@@ -254,7 +254,8 @@ async def delete_operator(request: web.Request) -> web.Response:
         raise Conflict("you cannot delete yourself", code="self")
     if Chat.select().where(Chat.operator == op.id).exists():
         raise Conflict("the operator has chats: disable them instead", code="has_chats")
-    op.delete_instance(recursive=True)
+    with atomic():  # one transaction, so that a run again after a conflict starts from nothing deleted
+        op.delete_instance(recursive=True)
     await request.app[context_key].disconnect_operator(op.id)
     return web.Response(status=204)
 

@@ -9,8 +9,9 @@ import aiofiles.os
 from aiohttp import web
 
 from desk import payloads
+from desk.context import rerun_on_conflict
 from desk.files import FileTooLarge, resolve, store_stream
-from desk.keys import context_key
+from desk.keys import context_key, ran_outside_rkey
 from desk.services import assignment, chat_actions, outbound
 from desk.services.errors import Invalid, NotFound, TooLarge
 from desk.store import Attachment, Channel, Chat, Contact, Message, queries
@@ -110,8 +111,12 @@ async def run_action(request: web.Request) -> web.Response:
     """POST /api/chats/{id}/actions/{code}: run one of the chat's actions; answers {chat, note}."""
     op = require_operator(request)
     chat = visible_chat(request, op)
-    params = await read_json(request) if request.can_read_body else {}
-    result = await chat_actions.run(request.app[context_key], op, chat, request.match_info["code"], params)
+    # ``body_exists``, not ``can_read_body``: a run again after a conflict reads the kept body.
+    params = await read_json(request) if request.body_exists else {}
+    code = request.match_info["code"]
+    if code not in assignment.BUILTIN_ACTIONS:
+        request[ran_outside_rkey] = True  # a plug-in's run may call out: never run it twice
+    result = await chat_actions.run(request.app[context_key], op, chat, code, params)
     return web.json_response(result)
 
 
@@ -181,9 +186,14 @@ async def send(request: web.Request) -> web.Response:
         data, upload = await read_json(request), None
         if "text" in data and not isinstance(data["text"], str):
             raise Invalid("text must be a string", fields={"text": "not text"})
+
+    async def store() -> tuple[Message, bool]:
+        return outbound.reply(request.app[context_key], op, chat, data.get("text") or "",
+                              client_id=data.get("client_id"), upload=upload)
+
     try:
-        message, created = outbound.reply(request.app[context_key], op, chat, data.get("text") or "",
-                                          client_id=data.get("client_id"), upload=upload)
+        # Not the whole request again (the multipart body is read once): the reply's transaction.
+        message, created = await rerun_on_conflict(store)
     except BaseException:
         if upload is not None:
             await _discard(request, upload["path"])
