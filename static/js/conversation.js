@@ -6,6 +6,9 @@
 // again by keyset (`before` / `after`) when the agent scrolls back to them, so a chat with
 // thousands of messages costs what one of a few pages does. The message at the top of the
 // viewport stays where it is across every change; replies not yet stored (no id) are never dropped.
+//
+// While the agent reads further up, new messages do not pull the pane down: a "New messages" pill
+// counts them and jumps to the newest, and they stay unread until the agent has seen the bottom.
 
 import { clientId } from "./api.js";
 import { fillAvatar } from "./avatar.js";
@@ -20,6 +23,8 @@ const WINDOW = 3 * PAGE;
 const EDGE_PX = 160;
 // Within this distance of the bottom the pane follows new messages.
 const STICK_PX = 80;
+// New messages in view are marked read after this pause, so that a burst costs one request.
+const READ_DELAY_MS = 300;
 const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]}]/g;
 const STATUS_LABELS = {
   pending: "Sending…", sent: "Sent", delivered: "Delivered", read: "Read", failed: "Not delivered",
@@ -59,6 +64,8 @@ export class Conversation {
       list: byId("message-list"),
       history: byId("history-status"),
       newer: byId("history-newer"),
+      pill: byId("new-messages"),
+      pillCount: byId("new-messages-count"),
       composer: byId("composer"),
       text: byId("composer-text"),
       send: byId("composer-send"),
@@ -70,10 +77,14 @@ export class Conversation {
     this.bindComposer();
     // Whether the pane follows the newest message (it does until the agent scrolls up).
     this.stick = true;
+    // The ids of the messages that arrived while the agent read further up, not yet seen.
+    this.unseen = new Set();
     this.dom.messages.addEventListener("scroll", () => {
       this.stick = this.atLatest();
+      if (this.stick) this.seenLatest();
       this.maybeLoad();
     });
+    this.dom.pill.addEventListener("click", () => this.jumpToLatest());
     byId("conv-back").addEventListener("click", () => this.onClosed());
     store.addEventListener("chat", (event) => this.chatChanged(event.detail));
     store.addEventListener("message", (event) => this.messageEvent(event.detail));
@@ -98,6 +109,8 @@ export class Conversation {
     this.loading = false;
     this.stick = true;
     this.early = null;
+    this.unseen.clear();
+    this.renderPill();
     this.clearFile();
     this.dom.text.value = "";
     this.autosize();
@@ -134,8 +147,14 @@ export class Conversation {
     if (chat.unread > 0) this.markReadSoon();
   }
 
-  messageEvent({ message }) {
+  messageEvent({ message, created }) {
     if (!this.chat || message.chat_id !== this.chat.id) return;
+    // A new message from someone else, while the pane is away from the newest ones: count it.
+    const mine = message.author && message.author.type === "operator" && message.author.id === this.store.me.id;
+    if (created && message.id && !mine && (!this.stick || this.hasNewer)) {
+      this.unseen.add(message.id);
+      this.renderPill();
+    }
     if (this.early) {
       this.early.push(message); // a page is on its way: apply after it
       return;
@@ -145,14 +164,21 @@ export class Conversation {
   }
 
   markReadSoon() {
-    if (!this.chat || document.visibilityState !== "visible") return;
+    if (!this.seesUnread()) return;
+    clearTimeout(this.readTimer);
+    // Asked again then: the read sent on opening the chat may have answered, or the agent scrolled up.
+    this.readTimer = setTimeout(() => { if (this.seesUnread()) this.markRead(); }, READ_DELAY_MS);
+  }
+
+  /** Whether the open chat has unread messages that are the agent's to read and in their view: a
+   * message that arrives while they read further up stays unread until they come back down. */
+  seesUnread() {
+    if (!this.chat || document.visibilityState !== "visible" || !this.stick || this.hasNewer) return false;
     const chat = this.store.chats.get(this.chat.id);
-    if (!chat || !(chat.unread > 0)) return;
+    if (!chat || !(chat.unread > 0)) return false;
     // New messages are read while the agent looks at their own (or a waiting) chat; an admin
     // looking in on a colleague's chat leaves them unread for the colleague.
-    if (chat.operator_id && chat.operator_id !== this.store.me.id) return;
-    clearTimeout(this.readTimer);
-    this.readTimer = setTimeout(() => this.markRead(), 300);
+    return !(chat.operator_id && chat.operator_id !== this.store.me.id);
   }
 
   async markRead() {
@@ -280,6 +306,30 @@ export class Conversation {
       if (anchor) this.restore(anchor);
       this.stick = this.atLatest();
     }
+    if (this.stick) this.seenLatest();
+  }
+
+  /** The agent sees the newest messages: the pill goes, and what came meanwhile is read. */
+  seenLatest() {
+    if (this.unseen.size) {
+      this.unseen.clear();
+      this.renderPill();
+    }
+    this.markReadSoon();
+  }
+
+  renderPill() {
+    const count = this.unseen.size;
+    this.dom.pill.hidden = count === 0;
+    this.dom.pillCount.textContent = count > 99 ? "99+" : String(count);
+    this.dom.pill.title = count === 1 ? "1 new message: show it" : `${count} new messages: show the newest`;
+  }
+
+  /** Show the newest messages (the pill's jump): fetched again when the window has moved away. */
+  jumpToLatest() {
+    if (this.hasNewer) this.loadLatest();
+    else this.render({ toBottom: true });
+    this.dom.messages.focus({ preventScroll: true });
   }
 
   /** Return where the first message visible at the top of the pane is (null when none is). */

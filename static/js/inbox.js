@@ -105,16 +105,21 @@ export class Inbox {
     const page = store.pages[TABS[this.tab].status];
     const empty = chats.length === 0 && (page.done || page.loaded);
     this.empty.hidden = !empty;
+    // A new desk's admin is one click from connecting its first messenger (not in a host's page).
+    const action = document.getElementById("list-empty-action");
+    let connect = false;
     if (empty) {
       let [title, text] = EMPTY[this.tab];
       if (this.tab === "new" && store.me.role === "admin" && store.channels.size === 0) {
         [title, text] = ["No messenger connected yet", "Connect a Telegram bot or a Facebook page, and its customers' chats arrive here."];
+        connect = true;
       } else if (this.tab === "new" && store.me.role !== "admin" && !(store.me.queue_ids || []).length) {
         [title, text] = ["You are in no queue yet", "Ask an admin to add you to a queue; its new chats will show up here."];
       }
       this.empty.querySelector(".list-empty-title").textContent = title;
       this.empty.querySelector(".list-empty-text").textContent = text;
     }
+    if (action) action.hidden = !connect;
   }
 
   fill(row, chat) {

@@ -26,6 +26,9 @@ async def test_first_run_setup_creates_the_admin_and_opens_the_desk(browser, des
     await wait_live(page)
     await expect(page.locator(".me-name")).to_have_text("Maria Jensen")
     await expect(page.locator("#list-empty")).to_contain_text("No messenger connected yet")
+    # The first thing to do is one click away.
+    await page.locator("#list-empty").get_by_role("link", name="Connect a channel").click()
+    await expect(page).to_have_url(f"{desk.url}/settings#channels")
     # Once an operator exists, /setup no longer offers itself.
     await page.goto(f"{desk.url}/setup")
     await expect(page).to_have_url(f"{desk.url}/")

@@ -1,5 +1,6 @@
 """A long conversation in a real browser: the pane keeps a bounded window of messages while the
-agent scrolls through all of it, and live messages, replies and their delivery status still work."""
+agent scrolls through all of it, and live messages, replies and their delivery status still work;
+new messages that come while the agent reads further up wait under a pill, unread."""
 
 from __future__ import annotations
 
@@ -190,4 +191,127 @@ async def test_replies_and_live_messages_in_a_long_chat(browser, desk, fake_tele
     assert texts == [f"Live {n}" for n in range(live - WINDOW + 1, live + 1)]
     await expect(page.locator("#history-status")).to_have_text("")  # the start was let go
     assert await page.evaluate("window.__mostMessages") <= WINDOW
+    assert page.errors == []
+
+
+# Scroll the pane so that the message with this text is at its top, as the agent would (the
+# desk has seen the scroll when this returns); return the message's id and offset.
+SCROLL_TO_JS = """async (text) => {
+  const box = document.getElementById("messages");
+  const node = [...document.querySelectorAll("#message-list .msg")].find((n) => n.querySelector(".msg-text").textContent === text);
+  const scrolled = new Promise((resolve) => box.addEventListener("scroll", resolve, { once: true }));
+  box.scrollTop += node.getBoundingClientRect().top - box.getBoundingClientRect().top;
+  await scrolled;
+  return { id: node.dataset.id, offset: node.getBoundingClientRect().top - box.getBoundingClientRect().top };
+}"""
+
+# How far the pane is from its bottom.
+GAP_JS = "() => { const b = document.getElementById('messages'); return b.scrollHeight - b.scrollTop - b.clientHeight; }"
+
+
+async def _customer_writes(desk, channel, first: int, texts: list[str]) -> None:
+    for n, text in enumerate(texts, start=first):
+        await desk.telegram_update(channel, telegram_text(n, CUSTOMER, text, message_id=n))
+
+
+async def _unread(desk, token: str, expected: dict) -> bool:
+    return (await desk.get("/api/unread", token)) == expected
+
+
+async def _settle(page) -> None:
+    """Fire the timers the desk has pending (a mark-read waits on one) and return once any request
+    they made has been seen: the page's clock is paused, so they fire only here, and their requests
+    come before the marker request made after them."""
+    await page.clock.run_for(5_000)
+    async with page.expect_request("**/api/unread?marker"):
+        await page.evaluate("() => fetch('/api/unread?marker')")
+
+
+async def test_new_messages_wait_under_a_pill_while_the_agent_reads_up(browser, desk, fake_telegram):
+    count = 80
+    channel, token = await _seed_long_chat(desk, fake_telegram, count)
+    page = await sign_in(browser, desk.url, "anna")
+    reads: list[str] = []
+    page.on("request", lambda r: reads.append(r.url) if r.method == "POST" and r.url.endswith("/read") else None)
+    row = page.locator(".chat-row", has_text="Olena Kovalenko")
+    messages = page.locator("#message-list .msg")
+    pill = page.locator("#new-messages")
+
+    async def all_read():
+        await eventually(lambda: _unread(desk, token, {"chats": 0, "messages": 0}))
+        await expect(row.locator(".chat-unread")).to_be_hidden()
+
+    # The agent opens the chat (that reads it) and at once scrolls up; three more arrive. They
+    # wait below, counted on the pill, the message the agent reads stays put, and they stay unread.
+    await page.clock.install()
+    await page.clock.pause_at(dt.datetime.now() + dt.timedelta(seconds=1))
+    await row.click()
+    await expect(messages.last.locator(".msg-text")).to_have_text(f"Message {count:03}")
+    await expect(pill).to_be_attached()
+    await expect(pill).to_be_hidden()
+    anchor = await page.evaluate(SCROLL_TO_JS, "Message 060")
+    await _customer_writes(desk, channel, 40_001, ["One more thing", "The parcel is wet", "Photo coming"])
+    await expect(pill).to_be_visible()
+    await expect(pill.locator(".new-messages-count")).to_have_text("3")
+    await expect(pill).to_contain_text("New messages")
+    await expect(messages.last.locator(".msg-text")).to_have_text("Photo coming")
+    assert abs(await page.evaluate(OFFSET_JS, anchor["id"]) - anchor["offset"]) <= 1
+    await _settle(page)
+    assert len(reads) == 1, reads  # the one on opening
+    assert await desk.get("/api/unread", token) == {"chats": 1, "messages": 3}
+    await page.clock.resume()
+    await expect(row.locator(".chat-unread")).to_have_text("3")
+
+    # Scrolling back down by hand is seeing them: the pill goes and the chat is read.
+    await page.evaluate(SCROLL_JS, "bottom")
+    await expect(pill).to_be_hidden()
+    await all_read()
+
+    # At the bottom the pane follows new messages, reads them, and shows no pill.
+    await _customer_writes(desk, channel, 40_004, ["Hello?", "Anyone?"])
+    await expect(messages.last.locator(".msg-text")).to_have_text("Anyone?")
+    assert await page.evaluate(GAP_JS) < 2
+    await all_read()
+    await expect(pill).to_be_hidden()
+
+    # Up again, one more arrives; the pill takes the agent down to it.
+    await page.evaluate(SCROLL_TO_JS, "Message 050")
+    await _customer_writes(desk, channel, 40_006, ["Here it is"])
+    await expect(pill.locator(".new-messages-count")).to_have_text("1")
+    await pill.click()
+    await expect(pill).to_be_hidden()
+    await expect(messages.last.locator(".msg-text")).to_have_text("Here it is")
+    assert await page.evaluate(GAP_JS) < 2
+    await all_read()
+    assert page.errors == []
+
+
+async def test_the_pill_fetches_the_newest_messages_when_the_window_moved_away(browser, desk, fake_telegram):
+    count = 300
+    channel, token = await _seed_long_chat(desk, fake_telegram, count)
+    page = await sign_in(browser, desk.url, "anna")
+    row = page.locator(".chat-row", has_text="Olena Kovalenko")
+    await row.click()
+    messages = page.locator("#message-list .msg")
+    await expect(messages.last.locator(".msg-text")).to_have_text(f"Message {count}")
+    await _scroll_through(page, "top")
+    await expect(page.locator("#history-newer")).to_be_visible()  # the newest pages were let go
+
+    await _customer_writes(desk, channel, 50_001, ["Still there?", "Hello?"])
+    pill = page.locator("#new-messages")
+    await expect(pill.locator(".new-messages-count")).to_have_text("2")
+    await expect(row.locator(".chat-unread")).to_have_text("2")
+    await expect(page.locator(".msg-text", has_text="Hello?")).to_have_count(0)
+    await expect(messages.first.locator(".msg-text")).to_have_text("Message 001")
+
+    await pill.click()
+    await expect(pill).to_be_hidden()
+    await expect(messages.last.locator(".msg-text")).to_have_text("Hello?")
+    await expect(page.locator("#history-newer")).to_be_hidden()
+    texts = await page.locator("#message-list .msg-text").all_text_contents()
+    assert texts[-3:] == [f"Message {count}", "Still there?", "Hello?"]
+    check_window(await page.evaluate(SNAPSHOT_JS))
+    assert await page.evaluate(GAP_JS) < 2
+    await eventually(lambda: _unread(desk, token, {"chats": 0, "messages": 0}))
+    await expect(row.locator(".chat-unread")).to_be_hidden()
     assert page.errors == []
