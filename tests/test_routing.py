@@ -97,3 +97,40 @@ async def test_manual_queue_two_agents_accept_exactly_one_wins(desk, fake_telegr
         desk.client.post(f"/api/chats/{chat['id']}/accept", headers=desk.headers(token)) for _, token in agents
     ))
     assert sorted(r.status for r in results) == [200, 409]
+
+
+async def test_room_freed_in_one_queue_goes_to_the_oldest_chat_waiting_in_any_queue_of_the_agent(desk, fake_telegram):
+    _, admin_token = await desk.operator("boss", role="admin")
+    first = await desk.call("POST", "/api/queues", admin_token, {"name": "Sales", "routing": "round_robin"}, status=201)
+    second = await desk.call("POST", "/api/queues", admin_token, {"name": "Billing", "routing": "least_busy"}, status=201)
+    parked = await desk.call("POST", "/api/queues", admin_token, {"name": "Later", "routing": "manual"}, status=201)
+    sales = await desk.telegram_channel(admin_token, fake_telegram, queue_id=first["id"])
+    fake_telegram.add_token("7099999999:AAH-billing-bot")
+    billing = await desk.call("POST", "/api/channels", admin_token, {
+        "provider": "telegram", "name": "Billing bot", "queue_id": second["id"],
+        "config": {"token": "7099999999:AAH-billing-bot", "api_base": fake_telegram.base_url}}, status=201)
+    agent, token = await desk.operator("agent", queue_ids=[first["id"], second["id"]], max_chats=1)
+    await desk.call("PUT", "/api/operators/me/status", token, {"status": "online"})
+
+    async def chat_of(customer: int) -> dict:
+        return next(c for c in await desk.get("/api/chats?limit=100", admin_token) if c["external_id"] == str(customer))
+
+    await desk.telegram_update(sales, update(1, 801, "sales, first"))
+    await desk.telegram_update(billing, update(2, 802, "billing, waits"))
+    await desk.telegram_update(sales, update(3, 803, "sales, waits"))
+    mine, billing_chat, sales_chat = [await chat_of(customer) for customer in (801, 802, 803)]
+    assert mine["status"] == "active" and mine["operator_id"] == agent["id"]
+    assert billing_chat["status"] == "new" and sales_chat["status"] == "new"  # max_chats is 1
+
+    # Closing the Sales chat frees the agent's place: the chat that has waited longest, in Billing,
+    # is theirs at once (not the younger one of Sales, the closed chat's own queue).
+    await desk.call("POST", f"/api/chats/{mine['id']}/close", token)
+    billing_chat, sales_chat = await chat_of(802), await chat_of(803)
+    assert billing_chat["status"] == "active" and billing_chat["operator_id"] == agent["id"]
+    assert sales_chat["status"] == "new"
+
+    # Giving the Billing chat away to a queue the agent is not in frees the place again: the Sales chat is theirs.
+    await desk.call("POST", f"/api/chats/{billing_chat['id']}/transfer", token, {"queue_id": parked["id"]})
+    sales_chat = await chat_of(803)
+    assert sales_chat["status"] == "active" and sales_chat["operator_id"] == agent["id"]
+    assert (await chat_of(802))["status"] == "new"

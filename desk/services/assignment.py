@@ -58,6 +58,10 @@ def close(ctx: Context, op: Operator, chat: Chat) -> Chat:
     if chat.status == "closed":
         return chat
     with ctx.write() as changes:
+        # The chat's operator has room again, in each of their queues. Those queues are locked
+        # before the chat changes: see lock_queues.
+        freed = chat.operator_id if chat.status == "active" else None
+        routing.lock_queues(routing.freed_queues(chat.queue_id, freed))
         before = queries.watchers(chat)
         chat.status = "closed"
         chat.closed_at = utcnow()
@@ -66,7 +70,7 @@ def close(ctx: Context, op: Operator, chat: Chat) -> Chat:
             chat.operator = op.id  # whoever closed a waiting chat answers for it in the history
         chat.save()
         notify.chat_changed(changes, chat, before=before)
-        routing.route(changes, chat.queue_id)  # the closing operator has room again
+        routing.route(changes, chat.queue_id, freed=freed)
     return chat
 
 
@@ -77,8 +81,10 @@ def transfer(ctx: Context, op: Operator, chat: Chat, *, operator_id: int | None,
     if chat.status == "closed":
         raise Conflict("the chat is closed", code="chat_closed")
     with ctx.write() as changes:
+        # The chat's operator, when it leaves them, has room again in each of their queues.
+        freed = chat.operator_id if chat.status == "active" and chat.operator_id != operator_id else None
+        routing.lock_queues(routing.freed_queues(queue_id, freed))  # before the chat: see lock_queues
         before = queries.watchers(chat)
-        before_operator = chat.operator_id
         if operator_id is not None:
             target = Operator.get_or_none((Operator.id == operator_id) & (Operator.enabled == True))  # noqa: E712
             if target is None:
@@ -92,10 +98,7 @@ def transfer(ctx: Context, op: Operator, chat: Chat, *, operator_id: int | None,
         chat.save()
         now = queries.watchers(chat)
         notify.chat_changed(changes, chat, before=before, created_for=now - before)
-        if queue_id is not None:
-            routing.route(changes, chat.queue_id)
-        elif before_operator is not None:
-            routing.route_for_operator(changes, before_operator)
+        routing.route(changes, queue_id, freed=freed)
     return chat
 
 

@@ -31,11 +31,13 @@ def move(changes: Changes, channel_id: int, old: str, new: str) -> int:
         # conversation goes on there (one open chat per conversation), this one closes. Its
         # replies still pending are sent to the new id.
         log.warning("chat %s moved to %s, where a chat is already open: closing it", open_old.id, new)
+        freed = open_old.operator_id if open_old.status == "active" else None
+        routing.lock_queues(routing.freed_queues(open_old.queue_id, freed))  # before the chat: see lock_queues
         before = queries.watchers(open_old)
         open_old.status, open_old.closed_at, open_old.unread = "closed", utcnow(), 0
         open_old.save()
         notify.chat_changed(changes, open_old, before=before)
-        routing.route(changes, open_old.queue_id)
+        routing.route(changes, open_old.queue_id, freed=freed)
         open_old = None
     moved = Chat.update(external_id=new).where((Chat.channel == channel_id) & (Chat.external_id == old)).execute()
     if queries.contact_by_external_id(channel_id, new) is None:

@@ -115,9 +115,26 @@ def lock_operators_of(queue_ids: Iterable[int]) -> None:
     ).fetchall()
 
 
-def route(changes: Changes, queue_id: int | None) -> int:
-    """Assign the queue's waiting chats, oldest first, while members have room; return how many."""
-    return _route(changes, [queue_id]) if queue_id is not None else 0
+def freed_queues(queue_id: int | None, operator_id: int | None) -> list[int]:
+    """Return the queues to route once a chat of ``queue_id`` no longer takes room of ``operator_id``.
+
+    The room an operator gets back (a chat closed or given away) is room in every queue they are
+    a member of: a chat waiting in another of their queues must not wait for some other change.
+    """
+    ids = set(queries.queue_ids(operator_id)) if operator_id is not None else set()
+    if queue_id is not None:
+        ids.add(queue_id)
+    return sorted(ids)
+
+
+def route(changes: Changes, queue_id: int | None, *, freed: int | None = None) -> int:
+    """Assign the queue's waiting chats, oldest first, while members have room; return how many.
+
+    ``freed``: an operator who just got room back; the queues they are a member of are routed too
+    (``freed_queues``). A transaction that changes a chat and then routes locks those queues
+    before the chat (``lock_queues``), in the order ``_route`` takes its locks.
+    """
+    return _route(changes, freed_queues(queue_id, freed))
 
 
 def route_for_operator(changes: Changes, operator_id: int) -> int:
@@ -149,20 +166,27 @@ def _route(changes: Changes, queue_ids: Iterable[int]) -> int:
         return 0
     lock_operators_of(queue.id for queue, _ in plan)
     assigned = 0
-    for queue, waiting in plan:
-        for chat in waiting:
-            op = _pick(queue, chat, _candidates(queue.id))  # counted under the operators' locks
-            if op is None:
-                break
-            before = queries.watchers(chat)
-            won = (
-                Chat.update(operator=op.id, status="active", assigned_at=utcnow())
-                .where((Chat.id == chat.id) & (Chat.status == "new") & Chat.operator.is_null())
-                .execute()
-            )
-            if not won:
-                continue
-            chat = Chat.get_by_id(chat.id)
-            notify.chat_changed(changes, chat, before=before, created_for={op.id} - before)
-            assigned += 1
+    # Oldest first across the queues too: an agent of two queues with room for one more chat
+    # gets the one that has waited longest. A queue whose chat finds no one stops there: its
+    # younger chats must not go before it.
+    full: set[int] = set()
+    oldest_first = sorted(((queue, chat) for queue, waiting in plan for chat in waiting), key=lambda item: item[1].id)
+    for queue, chat in oldest_first:
+        if queue.id in full:
+            continue
+        op = _pick(queue, chat, _candidates(queue.id))  # counted under the operators' locks
+        if op is None:
+            full.add(queue.id)
+            continue
+        before = queries.watchers(chat)
+        won = (
+            Chat.update(operator=op.id, status="active", assigned_at=utcnow())
+            .where((Chat.id == chat.id) & (Chat.status == "new") & Chat.operator.is_null())
+            .execute()
+        )
+        if not won:
+            continue
+        chat = Chat.get_by_id(chat.id)
+        notify.chat_changed(changes, chat, before=before, created_for={op.id} - before)
+        assigned += 1
     return assigned
