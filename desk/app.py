@@ -18,6 +18,7 @@ from desk import actions, keys
 from desk.context import Context
 from desk.events import Bus
 from desk.realtime.listener import Listener
+from desk.realtime.redis import DeskRedisManager
 from desk.realtime.server import close_transports, create_server, manager_ctx
 from desk.services import auth, chat_actions, fetch, jobs, outbound
 from desk.settings import Settings
@@ -73,6 +74,7 @@ def create_app(settings: Settings, *, registry: Registry | None = None) -> web.A
     app.cleanup_ctx.append(_database(ctx))
     app.cleanup_ctx.append(_http(ctx, app))
     app.cleanup_ctx.append(manager_ctx(sio))
+    app.cleanup_ctx.append(_limiter(ctx, sio.manager))
     app.cleanup_ctx.append(_workers(ctx, listener))
     return app
 
@@ -102,6 +104,19 @@ def _http(ctx: Context, app: web.Application):
         yield
         await session.close()
     return http_ctx
+
+
+def _limiter(ctx: Context, manager: object):
+    async def limiter_ctx(_: web.Application) -> AsyncIterator[None]:
+        # With several processes (--redis) each sends for every bot: a bot's rate limits are kept
+        # in Redis, for all of them together.
+        if isinstance(manager, DeskRedisManager):
+            ctx.limiter = jobs.RedisRateLimiter(manager.client(socket_timeout=jobs.REDIS_TIMEOUT))
+        else:
+            ctx.limiter = jobs.RateLimiter()
+        yield
+        await ctx.limiter.aclose()
+    return limiter_ctx
 
 
 def _workers(ctx: Context, listener: Listener):

@@ -74,6 +74,8 @@ class Context:
         # Chat actions from the ``desk.chat_actions`` entry points, by code (the app fills it).
         self.actions: dict[str, Any] = {}
         self.worker: Any = None
+        # Spaces the sends to messengers (jobs.RateLimiter; over Redis with --redis: the app sets it).
+        self.limiter: Any = None
         # Set by the realtime layer: drop sockets of an operator or of a revoked token.
         self.disconnect_operator: Callable[[int], Awaitable[None]] = _nothing
         self.disconnect_token: Callable[[str], Awaitable[None]] = _nothing

@@ -143,7 +143,13 @@ class IncomingMessage:
     the desk itself. ``contact`` is then the customer it went to. The core stores it as an
     outgoing message, unless it is the copy of the desk's own reply: ``desk_id`` (the
     ``OutgoingMessage.desk_id`` the provider put into the send, read back from the copy) or
-    ``external_id`` (the ``SendResult.external_id`` of the send) says so.
+    ``external_id`` (the ``SendResult.external_id`` of the send, or a part's id given to
+    ``keep_part``) says so. Such a copy proves that the messenger took that message, even when
+    the send's answer was lost: ``desk_part`` (from 0) and ``desk_parts`` say which part of the
+    reply it is and how many the reply was sent as (1 for a reply in one message), when the
+    provider put them into the send too; the core then counts the part as sent and, with the
+    last one, the reply, so that the outbox does not send it again. Leave them ``None`` when the
+    copy does not tell: it is then only recognised.
     """
 
     chat_external_id: str
@@ -157,6 +163,8 @@ class IncomingMessage:
     chat_title: str | None = None
     outgoing: bool = False
     desk_id: int | None = None
+    desk_part: int | None = None
+    desk_parts: int | None = None
 
 
 @dataclasses.dataclass

@@ -33,6 +33,7 @@ import socketio
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_PY = ROOT / "run.py"
+RUN_LIMITED = ROOT / "tests" / "run_limited.py"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # A process imports, migrates and starts in about a second; allow for a loaded CI machine.
 START_TIMEOUT = 30.0
@@ -183,14 +184,19 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
 
 
 class DeskProcess:
-    """``python run.py`` with the given flags on a free port, its output in a log file."""
+    """``python run.py`` with the given flags on a free port, its output in a log file.
 
-    def __init__(self, name: str, workdir: Path, *flags: str) -> None:
+    ``bot_limit``: Telegram's limit per bot (sends a second) lowered to this, through
+    ``tests/run_limited.py``.
+    """
+
+    def __init__(self, name: str, workdir: Path, *flags: str, bot_limit: float | None = None) -> None:
         self.name = name
         self.port = free_port()
         self.workdir = workdir
         self.log = workdir / f"{name}.log"
         self.flags = flags
+        self.bot_limit = bot_limit
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -202,9 +208,10 @@ class DeskProcess:
         env = {key: value for key, value in os.environ.items() if not key.startswith("DESK_")}
         env["PYTHONUNBUFFERED"] = "1"
         media = self.workdir / f"media-{self.name}"
+        program = [str(RUN_PY)] if self.bot_limit is None else [str(RUN_LIMITED), str(self.bot_limit)]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(RUN_PY), "--host", "127.0.0.1", "--port", str(self.port), "--media", str(media),
+                [sys.executable, *program, "--host", "127.0.0.1", "--port", str(self.port), "--media", str(media),
                  *self.flags],
                 cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
             )

@@ -39,14 +39,13 @@ class Cluster:
         self.b = b
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@contextlib.contextmanager
+def start_cluster(workdir: Path, *, bot_limit: float | None = None) -> Iterator[Cluster]:
     """Start A and B together (as systemd would) on a new database and a Redis of their own."""
-    workdir: Path = tmp_path_factory.mktemp("cluster")
     with postgres_database() as database_url, redis_server(workdir) as redis:
         flags = ("--db", database_url, "--redis", redis.url, "--public-url", "http://desk.test")
-        a = DeskProcess("a", workdir, *flags)
-        b = DeskProcess("b", workdir, *flags)
+        a = DeskProcess("a", workdir, *flags, bot_limit=bot_limit)
+        b = DeskProcess("b", workdir, *flags, bot_limit=bot_limit)
         try:
             # Both on the empty database at once: they create the schema between them.
             a.start(wait=False)
@@ -58,6 +57,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         finally:
             for process in (a, b):
                 print(f"--- log of process {process.name} ---\n{process.stop()}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A and B with Telegram's limits as they are."""
+    with start_cluster(tmp_path_factory.mktemp("cluster")) as started:
+        yield started
 
 
 async def test_both_processes_start_together_on_one_database(cluster):
@@ -118,6 +124,67 @@ async def test_replies_through_both_processes_are_sent_once_each_in_order(cluste
     assert sql(cluster.database_url, "SELECT count(*) FROM job WHERE kind = 'send'") == [(0,)]
     sent = [m["text"] for m in fake_telegram.sent_messages if m["chat_id"] in (5200002, "5200002")]
     assert sent == texts
+
+
+# Telegram's limit per bot, lowered for ``limited_cluster`` (sends a second): kept by both
+# processes together, the last of 32 sends goes 6.2 s after the first slot; kept by each process
+# alone, half as late.
+BOT_LIMIT = 5.0
+# Clocks: the processes time their slots by Redis's clock, the fake by this machine's monotonic one.
+CLOCK_SLACK = 0.05
+
+
+@pytest.fixture(scope="module")
+def limited_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A and B with Telegram's limit per bot lowered to BOT_LIMIT sends a second."""
+    with start_cluster(tmp_path_factory.mktemp("limited"), bot_limit=BOT_LIMIT) as started:
+        yield started
+
+
+async def test_a_bots_rate_limits_hold_for_both_processes_together(limited_cluster, api, fake_telegram):
+    cluster = limited_cluster
+    admin, queue, channel, secret = await setup_channel(api, cluster.a, cluster.b, fake_telegram)
+    _, token = await api.agent(cluster.a, admin, "mp-rates", queue["id"])
+    customers = [5800000 + n for n in range(30)]
+    await asyncio.gather(*(api.webhook((cluster.a, cluster.b)[n % 2], channel, secret, text_update(user, "hello"))
+                           for n, user in enumerate(customers)))
+    listed = await api.call(cluster.a, "GET", "/api/chats?limit=100", token)
+    chats = {int(chat["external_id"]): chat["id"] for chat in listed if chat["channel_id"] == channel["id"]}
+    assert sorted(chats) == customers
+
+    # One reply to each customer, and two more to the first, through both processes at once:
+    # both send for the bot.
+    first = customers[0]
+    replies = [(user, f"reply to {user}") for user in customers] + [(first, "second"), (first, "third")]
+
+    async def reply(n: int, user: int, text: str) -> None:
+        await api.call((cluster.a, cluster.b)[n % 2], "POST", f"/api/chats/{chats[user]}/messages", token,
+                       {"text": text}, status=201)
+
+    start = time.monotonic()  # before any slot was taken
+    others = asyncio.gather(*(reply(n, user, text) for n, (user, text) in enumerate(replies) if user != first))
+    for n, text in enumerate(text for user, text in replies if user == first):  # in the order typed
+        await reply(n, first, text)
+    await others
+
+    def sends() -> list[tuple[float, int, str]]:
+        return sorted((at, int(params["chat_id"]), params["text"])
+                      for (method, params), at in zip(fake_telegram.calls, fake_telegram.call_times)
+                      if method.lower() == "sendmessage" and int(params["chat_id"]) in chats)
+
+    await eventually(lambda: len(sends()) == len(replies), timeout=60)
+    sent = sends()
+    assert sorted((user, text) for _, user, text in sent) == sorted(replies)  # each once
+    # Every slot of the bot is 1/BOT_LIMIT s after the one before, whichever process took it, and
+    # no send goes before its slot: the n-th send cannot be earlier than n slots after the start.
+    # (Kept by each process alone, two sends share each slot.) A loaded machine only sends later.
+    early = [(n, round(at - start, 2)) for n, (at, _, _) in enumerate(sent) if at < start + n / BOT_LIMIT - CLOCK_SLACK]
+    assert early == []
+    # The first customer's replies: in the order typed, each a chat's slot (a second) after the
+    # one before, wherever each was sent from.
+    mine = [(at, text) for at, user, text in sent if user == first]
+    assert [text for _, text in mine] == [f"reply to {first}", "second", "third"]
+    assert [n for n, (at, _) in enumerate(mine) if at < start + n * 1.0 - CLOCK_SLACK] == []
 
 
 async def test_concurrent_new_chats_on_both_processes_fill_capacity_exactly(cluster, api, fake_telegram):

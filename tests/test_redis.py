@@ -231,3 +231,23 @@ async def test_a_process_whose_subscription_goes_silent_subscribes_again(pair, a
     await eventually(post_and_hear, timeout=RESUBSCRIBE_WITHIN)
     await eventually(lambda: both_subscribed(api, pair), timeout=RESUBSCRIBE_WITHIN)
     await assert_view_heals(api, pair.b, token, events, set(posted))
+
+
+async def test_replies_are_sent_while_redis_is_away(pair, api, fake_telegram):
+    admin, queue, channel, secret = await setup_channel(api, pair.a, pair.b, fake_telegram)
+    _, token = await api.agent(pair.a, admin, "rd-carla", queue["id"])
+    await api.webhook(pair.a, channel, secret, text_update(5600100, "Hello?"))
+    chat = next(chat for chat in await api.call(pair.a, "GET", "/api/chats?status=new", token)
+                if chat["channel_id"] == channel["id"])
+    pair.redis.kill()
+    try:
+        # The bots' rate limits are kept in Redis; while it is away each process keeps them on
+        # its own, and replies still go (in the order typed).
+        for process in (pair.a, pair.b):
+            await api.call(process, "POST", f"/api/chats/{chat['id']}/messages", token,
+                           {"text": f"via {process.name}"}, status=201)
+        await eventually(lambda: [m["text"] for m in fake_telegram.sent_messages if str(m["chat_id"]) == "5600100"]
+                         == ["via a", "via b"], timeout=20)
+    finally:
+        await asyncio.to_thread(pair.redis.start)
+        await eventually(lambda: both_subscribed(api, pair), timeout=RESUBSCRIBE_WITHIN)

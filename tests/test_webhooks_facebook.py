@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from desk.services import jobs, outbound
+from desk.store import Job
 from tests.conftest import eventually, fixture_bytes, fixture_json
 from tests.fakes.facebook import DEFAULT_PAGE_ID
 
@@ -490,7 +492,9 @@ async def test_echo_of_our_reply_before_the_send_answer_is_stored_once(desk, fac
 
     await eventually(sent)
     second = facebook.sent[1]
-    assert second["message"]["metadata"] == first["message"]["metadata"]
+    # Both name the reply, each with its own place in it.
+    assert (first["message"]["metadata"], second["message"]["metadata"]) == (
+        f"desk:{reply['id']}:1/2", f"desk:{reply['id']}:2/2")
     await deliver(desk, channel["id"], event_body(page_message(
         "m_2", text=second["message"]["text"], metadata=second["message"]["metadata"])))
     messages = await conversation(desk, token, chat["id"])
@@ -499,6 +503,210 @@ async def test_echo_of_our_reply_before_the_send_answer_is_stored_once(desk, fac
         ("out", "operator", text),
         ("out", "system", "We're on it!"),
     ]
+
+
+# --- the desk's own replies, confirmed by their echo ------------------------------------------------
+
+# Past the Send API's 2000 characters: two messages.
+TWO_PARTS = ["A" * 2000, "B" * 100]
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retry transient failures after a fifth of a second instead of 2, 4, 8 … seconds."""
+    monkeypatch.setattr(jobs, "backoff", lambda attempts: 0.2)
+
+
+@pytest.fixture
+def slow_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retry transient failures only after a minute: longer than any test waits."""
+    monkeypatch.setattr(jobs, "backoff", lambda attempts: 60.0)
+
+
+def echo_of(fake, index: int) -> dict:
+    """Return Meta's echo of the ``index``-th message the fake Graph API accepted, metadata and all."""
+    message = fake.sent[index]["message"]
+    return page_message(fake.message_ids[index], text=message["text"], metadata=message["metadata"])
+
+
+def delivery_of(*mids: str) -> dict:
+    """Return Meta's delivery report naming ``mids`` (its watermark older than anything sent)."""
+    delivery = first_event("facebook_webhook_read_delivery.json")
+    delivery["delivery"] = {"mids": list(mids), "watermark": 1}
+    return delivery
+
+
+async def chat_with_customer(desk, fake) -> tuple[dict, str, dict]:
+    """Connect the page and receive the customer's message; return (channel, admin token, chat)."""
+    channel, token = await setup_page(desk, fake)
+    await deliver(desk, channel["id"], fixture_bytes("facebook", "facebook_webhook_text.json"))
+    [chat] = await all_chats(desk, token)
+    return channel, token, chat
+
+
+async def reply(desk, token: str, chat: dict, text: str) -> dict:
+    """Post an agent's reply; return it (pending)."""
+    return await desk.call("POST", f"/api/chats/{chat['id']}/messages", token, {"text": text}, status=201)
+
+
+async def now(desk, token: str, message: dict) -> dict:
+    """Return the message as the conversation shows it now."""
+    return next(m for m in await conversation(desk, token, message["chat_id"]) if m["id"] == message["id"])
+
+
+async def reaches(desk, token: str, message: dict, status: str) -> dict:
+    """Wait until the message has ``status``; return it."""
+    async def check() -> bool:
+        return (await now(desk, token, message))["status"] == status
+    await eventually(check)
+    return await now(desk, token, message)
+
+
+async def status_changes(desk, token: str, message: dict) -> list[str]:
+    """Return the statuses the operator was told about for ``message``, in order."""
+    log = await desk.get("/api/events?after=0", token)
+    return [e["data"]["status"] for e in log["events"]
+            if e["event"] == "message.updated" and e["data"]["id"] == message["id"]]
+
+
+def accepted(fake) -> list[str]:
+    """Return the texts the fake Graph API accepted, in order: what the customer got."""
+    return [sent["message"].get("text") for sent in fake.sent]
+
+
+async def test_a_long_reply_cut_off_between_parts_sends_only_the_rest_and_each_part_counts(
+        desk, facebook, quick_backoff):
+    channel, token, chat = await chat_with_customer(desk, facebook)
+    # Graph fails the second part for a moment: the first is with the customer already.
+    facebook.fail_next("/messages", 500, "<html>oops</html>", after=1)
+    text = "A" * 2000 + "B" * 2000 + "C" * 100
+
+    message = await reply(desk, token, chat, text)
+
+    await reaches(desk, token, message, "sent")
+    assert accepted(facebook) == ["A" * 2000, "B" * 2000, "C" * 100]
+    assert sum(1 for method, path, _, _ in facebook.calls if path.endswith("/messages")) == 4
+    # Meta reports the first part delivered: that is the reply's first message, delivered.
+    await deliver(desk, channel["id"], event_body(delivery_of(facebook.message_ids[0])))
+    assert (await now(desk, token, message))["status"] == "delivered"
+
+
+async def test_a_part_whose_answer_was_lost_is_not_sent_again_once_echoed(desk, facebook, quick_backoff):
+    channel, token, chat = await chat_with_customer(desk, facebook)
+    facebook.hold_answers = asyncio.Event()
+    facebook.drop_answers(1)
+    message = await reply(desk, token, chat, "".join(TWO_PARTS))
+    await eventually(lambda: len(facebook.sent) == 1)
+    # Meta took the first part and echoes it; the answer to the desk is lost on the way back.
+    await deliver(desk, channel["id"], event_body(echo_of(facebook, 0)))
+    assert (await now(desk, token, message))["status"] == "pending"  # one part of two
+    facebook.hold_answers.set()
+
+    await reaches(desk, token, message, "sent")
+    assert accepted(facebook) == TWO_PARTS
+    assert await status_changes(desk, token, message) == ["sent"]
+
+
+async def test_a_part_echoed_before_its_answer_counts_once(desk, facebook, quick_backoff):
+    channel, token, chat = await chat_with_customer(desk, facebook)
+    facebook.hold_answers = asyncio.Event()
+    # The second part fails for a moment: the retry must start at the second part, not the third.
+    facebook.fail_next("/messages", 500, "<html>oops</html>", after=1)
+    message = await reply(desk, token, chat, "A" * 2000 + "B" * 2000 + "C" * 100)
+    await eventually(lambda: len(facebook.sent) == 1)
+    await deliver(desk, channel["id"], event_body(echo_of(facebook, 0)))
+    facebook.hold_answers.set()  # then the answer naming the same part comes
+
+    await reaches(desk, token, message, "sent")
+    assert accepted(facebook) == ["A" * 2000, "B" * 2000, "C" * 100]
+
+
+async def test_a_reply_whose_answer_was_lost_is_confirmed_by_its_echo_and_not_sent_again(
+        desk, facebook, slow_backoff):
+    channel, token, chat = await chat_with_customer(desk, facebook)
+    sio, events = await desk.socket(token)
+    try:
+        facebook.drop_answers(1)
+        first = await reply(desk, token, chat, "Your refund is on its way")
+        # The send failed as far as the desk knows (no answer), and waits to be tried again.
+        await eventually(lambda: Job.select().where((Job.ref_id == first["id"]) & (Job.attempts == 1)).exists())
+        assert (await now(desk, token, first))["status"] == "pending"
+
+        await deliver(desk, channel["id"], event_body(echo_of(facebook, 0)))
+
+        assert (await now(desk, token, first))["status"] == "sent"
+        await eventually(lambda: any(name == "message.updated" and data["id"] == first["id"]
+                                     and data["status"] == "sent" for name, data in events))
+        # Not sent again: the next reply goes at once, not after the first one's retry.
+        second = await reply(desk, token, chat, "Anything else?")
+        await reaches(desk, token, second, "sent")
+        assert accepted(facebook) == ["Your refund is on its way", "Anything else?"]
+        # The echo's mid is the reply's: Meta's delivery report of it counts.
+        await deliver(desk, channel["id"], event_body(delivery_of(facebook.message_ids[0])))
+        assert (await now(desk, token, first))["status"] == "delivered"
+    finally:
+        await sio.disconnect()
+
+
+@pytest.mark.parametrize("answer", ["lost", "late"])
+async def test_an_echo_during_the_send_settles_the_reply_whatever_its_answer(desk, facebook, quick_backoff, answer):
+    channel, token, chat = await chat_with_customer(desk, facebook)
+    facebook.hold_answers = asyncio.Event()
+    if answer == "lost":
+        facebook.drop_answers(1)
+    first = await reply(desk, token, chat, "Your refund is on its way")
+    await eventually(lambda: len(facebook.sent) == 1)
+    # Meta's echo and delivery report come while the desk still waits for the Send API's answer.
+    await deliver(desk, channel["id"], event_body(echo_of(facebook, 0)))
+    assert (await now(desk, token, first))["status"] == "sent"
+    await deliver(desk, channel["id"], event_body(delivery_of(facebook.message_ids[0])))
+    assert (await now(desk, token, first))["status"] == "delivered"
+
+    facebook.hold_answers.set()
+
+    # The answer, or its loss, neither sends it again nor moves it back.
+    second = await reply(desk, token, chat, "Anything else?")
+    await reaches(desk, token, second, "sent")
+    assert accepted(facebook) == ["Your refund is on its way", "Anything else?"]
+    assert (await now(desk, token, first))["status"] == "delivered"
+    assert await status_changes(desk, token, first) == ["sent", "delivered"]
+
+
+async def test_a_reply_failed_for_lost_answers_is_sent_once_its_echo_comes(desk, facebook, monkeypatch):
+    monkeypatch.setattr(outbound, "MAX_SEND_ATTEMPTS", 1)
+    channel, token, chat = await chat_with_customer(desk, facebook)
+    facebook.drop_answers(1)
+    message = await reply(desk, token, chat, "Your refund is on its way")
+    failed = await reaches(desk, token, message, "failed")
+    assert failed["error"].startswith("cannot reach Graph")
+
+    await deliver(desk, channel["id"], event_body(echo_of(facebook, 0)))
+
+    sent = await now(desk, token, message)
+    assert (sent["status"], sent["error"]) == ("sent", None)
+    assert accepted(facebook) == ["Your refund is on its way"]
+
+
+async def test_a_late_echo_of_a_part_sent_again_is_not_taken_for_the_next_part(desk, facebook, quick_backoff):
+    channel, token, chat = await chat_with_customer(desk, facebook)
+    # The first part's answer is lost and, its echo not there yet, the part goes again; Meta then
+    # refuses the second part for good.
+    facebook.drop_answers(1)
+    facebook.fail_next("/messages", 400, fixture_json("facebook", "facebook_error_outside_window.json"), after=2)
+    message = await reply(desk, token, chat, "".join(TWO_PARTS))
+    await reaches(desk, token, message, "failed")
+    assert accepted(facebook) == [TWO_PARTS[0], TWO_PARTS[0]]
+
+    # The first copy's echo comes late. It is the first part again, not the second: the agent's
+    # retry still sends the second.
+    await deliver(desk, channel["id"], event_body(echo_of(facebook, 0)))
+    assert (await now(desk, token, message))["status"] == "failed"
+    await desk.call("POST", f"/api/chats/{chat['id']}/messages/{message['id']}/retry", token)
+
+    await reaches(desk, token, message, "sent")
+    assert accepted(facebook) == [TWO_PARTS[0], TWO_PARTS[0], TWO_PARTS[1]]
+    assert [m["text"] for m in await conversation(desk, token, chat["id"])] == [
+        "Hi, my order A-20931 hasn't arrived yet", "".join(TWO_PARTS)]
 
 
 async def test_the_same_mid_again_is_stored_once(desk, facebook):

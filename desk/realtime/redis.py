@@ -94,6 +94,10 @@ class DeskRedisManager(socketio.AsyncRedisManager):
             return sentinel.master_for(service or self.channel)
         return module.Redis.from_url(self.redis_url, **options)
 
+    def client(self, **options: Any) -> Any:
+        """Return a new Redis client for the manager's URL, for another use than Socket.IO (the send rate limits)."""
+        return self._client(**options)
+
     def _redis_connect(self) -> None:
         # The publishing client (python-socketio's ``_publish`` calls this again after a failed
         # publish): close the old one's connections once the publishes still in flight on it

@@ -15,7 +15,7 @@ from desk import events, payloads
 from desk.context import Context
 from desk.events import Changes
 from desk.services import conversations, jobs, notify, routing
-from desk.store import Attachment, Channel, Chat, Contact, Message, queries, utcnow
+from desk.store import Attachment, Channel, Chat, Contact, Message, MessagePart, queries, utcnow
 from providers.base import IncomingMessage, ParsedRequest, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,9 @@ def _receipt(changes: Changes, channel: Channel, item: StatusUpdate) -> int:
     query = Message.select().where((Message.chat.in_(chats)) & (Message.direction == "out") & Message.status.in_(("sent", "delivered")))
     condition = None
     if item.external_ids:
-        condition = Message.external_id.in_(item.external_ids)
+        # The reply's own id is its last part's: a report on any part of it counts for the reply.
+        parts = MessagePart.select(MessagePart.message).where(MessagePart.external_id.in_(item.external_ids))
+        condition = Message.external_id.in_(item.external_ids) | Message.id.in_(parts)
     watermark = _aware_to_naive(item.watermark)
     if watermark is not None:
         by_time = Message.created_at <= watermark
@@ -197,15 +199,19 @@ def _outgoing(ctx: Context, changes: Changes, channel: Channel, item: IncomingMe
     """Store the account's own message sent outside the desk (a Facebook echo) as an outgoing one.
 
     The copy of the desk's own reply is not stored again: the desk id the provider read from it
-    names the reply even while the send's answer is not stored yet; the messenger's id matches it
-    once stored, and matches a copy imported before. A copy is no customer message: the chat's
-    status, operator and unread counter stay as they are, a closed chat is not reopened and no
-    chat is routed; it goes to the conversation's latest chat, or a new closed one.
+    names the reply even while the send's answer is not stored yet (and confirms that part of it,
+    ``_confirm``); the messenger's id matches it, or any of its parts, once stored, and matches a
+    copy imported before. A copy is no customer message: the chat's status, operator and unread
+    counter stay as they are, a closed chat is not reopened and no chat is routed; it goes to the
+    conversation's latest chat, or a new closed one.
     """
-    if item.desk_id is not None and _is_own_reply(channel, item):
-        return 0
+    reply_id = _own_reply(channel, item) if item.desk_id is not None else None
+    if reply_id is not None:
+        return _confirm(ctx, changes, reply_id, item)
+    parts = MessagePart.select(MessagePart.message).where(MessagePart.external_id == item.external_id)
     known = Message.select(Message.id).where(
-        (Message.channel_id == channel.id) & (Message.direction == "out") & (Message.external_id == item.external_id)
+        (Message.channel_id == channel.id) & (Message.direction == "out")
+        & ((Message.external_id == item.external_id) | Message.id.in_(parts))
     )
     if known.exists():
         return 0
@@ -254,9 +260,46 @@ def _outgoing(ctx: Context, changes: Changes, channel: Channel, item: IncomingMe
     return 1
 
 
-def _is_own_reply(channel: Channel, item: IncomingMessage) -> bool:
-    """Whether ``item.desk_id`` is a reply of the desk's in this conversation (not another desk's id)."""
+def _own_reply(channel: Channel, item: IncomingMessage) -> int | None:
+    """Return ``item.desk_id`` when it is a reply of the desk's in this conversation (not another desk's id)."""
     chats = Chat.select(Chat.id).where((Chat.channel == channel.id) & (Chat.external_id == item.chat_external_id))
-    return Message.select(Message.id).where(
+    own = Message.select(Message.id).where(
         (Message.id == item.desk_id) & (Message.direction == "out") & Message.chat.in_(chats)
     ).exists()
+    return item.desk_id if own else None
+
+
+def _confirm(ctx: Context, changes: Changes, reply_id: int, item: IncomingMessage) -> int:
+    """Count the messenger's copy of a part of the desk's reply as sent; with the last part, the reply.
+
+    The copy proves that the messenger took that message even when the send's answer was lost (a
+    timeout, a connection dropped after Meta accepted it): the outbox would otherwise send it
+    again, and the customer get it twice. The copy names its part (``desk_part`` of
+    ``desk_parts``), and is recorded only as the next part not yet recorded. A copy of a part
+    recorded already (the send's answer came first, or a retry sent the part again because this
+    copy came late) is not: counted twice, it would make the outbox skip a part never sent and cut
+    the reply silently; the customer got that part twice, which nobody could know in time. With
+    every part recorded the reply is ``sent``, with the copy's id as the answer would have set it,
+    and its outbox job is dropped: a send of it still in flight changes nothing when it ends.
+    A ``failed`` reply counts too: its last attempt's answer was lost, yet the customer has it.
+    """
+    if item.desk_part is None or item.desk_parts is None:
+        return 0  # a copy that does not say which part it is (an older send): recognised, no proof
+    queries.lock_message(reply_id)
+    message = Message.get_by_id(reply_id)
+    if message.status not in ("pending", "failed"):
+        return 0
+    parts = queries.message_parts(reply_id)
+    if item.desk_part == len(parts):
+        MessagePart.create(message=reply_id, external_id=item.external_id)
+        parts.append(item.external_id)
+    if len(parts) < item.desk_parts:
+        return 0  # the outbox goes on from the part after the last recorded
+    message.status, message.error = "sent", None
+    if parts[-1]:
+        message.external_id = parts[-1]
+    message.save()
+    jobs.drop(jobs.SEND, reply_id)
+    changes.after_commit.append(ctx.wake.set)  # the chat's next reply need not wait for it any more
+    notify.message_event(changes, events.MESSAGE_UPDATED, message, queries.watchers(Chat.get_by_id(message.chat_id)))
+    return 1

@@ -9,14 +9,17 @@ lease runs out (CONTRACT §8: a send in flight at a crash is sent again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
+import math
 import os
 import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from desk.context import Context
 from desk.events import Changes
@@ -62,34 +65,176 @@ def pending(kind: str, ref_id: int) -> bool:
     return Job.select().where((Job.kind == kind) & (Job.ref_id == ref_id)).exists()
 
 
+def drop(kind: str, ref_id: int) -> int:
+    """Delete the jobs of ``kind`` for ``ref_id`` in the current transaction; return how many.
+
+    A run in flight goes on, and finds its job gone when it ends: it is neither retried nor
+    released (its lease renewal stops).
+    """
+    return Job.delete().where((Job.kind == kind) & (Job.ref_id == ref_id)).execute()
+
+
 def backoff(attempts: int) -> float:
     """Return seconds to wait before attempt ``attempts + 1``: 2, 4, 8 … up to 5 minutes."""
     return float(min(2 ** max(attempts, 1), 300))
 
 
 class RateLimiter:
-    """Spaces sends per chat and per channel (CONTRACT §8: Telegram ~1/s per chat, 30/s per bot)."""
+    """Spaces sends per chat and per channel (CONTRACT §8: Telegram ~1/s per chat, 30/s per bot), in this process.
+
+    A send takes the channel's next slot only once its chat may send (its previous send a
+    ``per_chat_interval`` ago, no ``retry_after`` running): a chat that must wait holds no slot
+    of the channel meanwhile, which the other chats' sends could have used.
+    """
 
     def __init__(self) -> None:
         self._chat_next: dict[tuple[int, str], float] = {}
         self._channel_next: dict[int, float] = {}
         self._blocked_until: dict[tuple[int, str], float] = {}
 
-    def reserve(self, channel_id: int, chat_key: str, per_chat_interval: float, per_second: float) -> float:
-        """Reserve the next slot for a send; return how many seconds from now it is."""
+    async def wait_turn(self, channel_id: int, chat_key: str, per_chat_interval: float, per_second: float,
+                        max_wait: float = MAX_HELD_WAIT) -> float:
+        """Wait until a send may go and take its slot; return 0, or the seconds to put it off if longer than ``max_wait``."""
+        deadline = time.monotonic() + max_wait
+        while True:
+            left = max(deadline - time.monotonic(), 0.0)
+            wait, taken = await self._take(channel_id, chat_key, per_chat_interval, per_second, left)
+            if not taken and wait > left:
+                return wait
+            await asyncio.sleep(wait)  # until the slot, or until the chat may take one
+            if taken:
+                return 0.0
+
+    async def _take(self, channel_id: int, chat_key: str, per_chat_interval: float, per_second: float,
+                    max_wait: float) -> tuple[float, bool]:
+        """Return (seconds until the slot, whether it was taken): not when the chat must wait first, nor past ``max_wait``."""
         now = time.monotonic()
         key = (channel_id, chat_key)
-        start = max(now, self._chat_next.get(key, 0.0), self._channel_next.get(channel_id, 0.0),
-                    self._blocked_until.get(key, 0.0))
+        ready = max(self._chat_next.get(key, 0.0), self._blocked_until.get(key, 0.0))
+        if ready > now:
+            return ready - now, False
+        start = max(now, self._channel_next.get(channel_id, 0.0))
+        if start - now > max_wait:
+            return start - now, False
         if per_chat_interval:
             self._chat_next[key] = start + per_chat_interval
         if per_second:
             self._channel_next[channel_id] = start + 1.0 / per_second
-        return start - now
+        return start - now, True
 
-    def block(self, channel_id: int, chat_key: str, seconds: float) -> None:
+    async def block(self, channel_id: int, chat_key: str, seconds: float) -> None:
         """Hold sends to a chat for ``seconds`` (a messenger's ``retry_after``)."""
-        self._blocked_until[(channel_id, chat_key)] = time.monotonic() + seconds
+        key = (channel_id, chat_key)
+        self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), time.monotonic() + seconds)
+
+    async def aclose(self) -> None:
+        """Release what the limiter holds (nothing, in one process)."""
+
+
+# RateLimiter._take in Redis, on Redis's clock, in microseconds, in one atomic step for every
+# process. KEYS: the chat's next slot, its block, the channel's next slot; ARGV: the spacing per
+# chat and per channel, and the longest wait for which a slot is taken. Returns {wait, taken}.
+# Each key lives until its time has passed.
+TAKE_SCRIPT = """
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local ready = now
+for i = 1, 2 do
+  local at = tonumber(redis.call('GET', KEYS[i]))
+  if at and at > ready then ready = at end
+end
+if ready > now then return {ready - now, 0} end
+local start = tonumber(redis.call('GET', KEYS[3])) or now
+if start < now then start = now end
+local wait = start - now
+if wait > tonumber(ARGV[3]) then return {wait, 0} end
+local steps = {tonumber(ARGV[1]), 0, tonumber(ARGV[2])}
+for i = 1, 3, 2 do
+  if steps[i] > 0 then
+    redis.call('SET', KEYS[i], string.format('%.0f', start + steps[i]), 'PX', math.ceil((wait + steps[i]) / 1000) + 1)
+  end
+end
+return {wait, 1}
+"""
+# A chat's block (a messenger's retry_after) in Redis: KEYS[1] the block, ARGV[1] its length (µs).
+BLOCK_SCRIPT = """
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local upto = tonumber(clock[1]) * 1000000 + tonumber(clock[2]) + tonumber(ARGV[1])
+local at = tonumber(redis.call('GET', KEYS[1]))
+if not at or at < upto then
+  redis.call('SET', KEYS[1], string.format('%.0f', upto), 'PX', math.ceil(tonumber(ARGV[1]) / 1000) + 1)
+end
+return 0
+"""
+# Longest wait for Redis's answer to a reservation: past it the send goes by the process's own limits.
+REDIS_TIMEOUT = 1.0
+# After Redis failed to answer, sends are spaced by the process's own limiter for this many
+# seconds before Redis is asked again, so that an outage does not cost every send a timeout.
+REDIS_PAUSE = 2.0
+MICROS = 1_000_000
+
+
+class RedisRateLimiter(RateLimiter):
+    """Spaces sends like RateLimiter, for every process together: the slots and blocks live in Redis.
+
+    With several processes (``--redis``) each one sends for every bot; a bot's limits hold only
+    if they count the sends of all of them. Each slot is taken by one script, atomic in Redis and
+    timed by Redis's clock. When Redis does not answer, sends are spaced by this process's own
+    slots meanwhile: a Redis outage loses no reply and holds none back, it only lets each process
+    keep the limits on its own until Redis is back.
+    """
+
+    def __init__(self, client: Any) -> None:
+        super().__init__()
+        self.client = client
+        self._take_script = client.register_script(TAKE_SCRIPT)
+        self._block_script = client.register_script(BLOCK_SCRIPT)
+        self._paused_until = 0.0
+
+    @staticmethod
+    def _keys(channel_id: int, chat_key: str) -> list[str]:
+        # The braces put a channel's keys in one slot of a Redis Cluster, as a script's keys must be.
+        prefix = f"desk:rate:{{{channel_id}}}"
+        return [f"{prefix}:chat:{chat_key}", f"{prefix}:block:{chat_key}", f"{prefix}:channel"]
+
+    async def _run(self, script: Any, keys: list[str], args: list[int]) -> Any:
+        """Return the script's answer; None when Redis did not answer (or failed to, moments ago)."""
+        if time.monotonic() < self._paused_until:
+            return None
+        try:
+            answer = await script(keys=keys, args=args)
+        except Exception as exc:  # Redis is away: the limits are kept by this process meanwhile
+            if not self._paused_until:
+                log.warning("Redis does not answer (%s): sends keep the rate limits of this process alone", exc)
+            self._paused_until = time.monotonic() + REDIS_PAUSE
+            return None
+        if self._paused_until:
+            log.info("Redis answers again: sends keep the rate limits of every process together")
+            self._paused_until = 0.0
+        return answer
+
+    async def _take(self, channel_id: int, chat_key: str, per_chat_interval: float, per_second: float,
+                    max_wait: float) -> tuple[float, bool]:
+        # Rounded up: the spacing never allows more than per_second.
+        args = [math.ceil(per_chat_interval * MICROS), math.ceil(MICROS / per_second) if per_second else 0,
+                max(int(max_wait * MICROS), 0)]
+        answer = await self._run(self._take_script, self._keys(channel_id, chat_key), args)
+        if answer is None:
+            return await super()._take(channel_id, chat_key, per_chat_interval, per_second, max_wait)
+        wait, taken = answer
+        return int(wait) / MICROS, bool(int(taken))
+
+    async def block(self, channel_id: int, chat_key: str, seconds: float) -> None:
+        """Hold sends to a chat for ``seconds`` in every process (a messenger's ``retry_after``)."""
+        await super().block(channel_id, chat_key, seconds)
+        await self._run(self._block_script, self._keys(channel_id, chat_key)[1:2], [math.ceil(seconds * MICROS)])
+
+    async def aclose(self) -> None:
+        """Close the connections to Redis."""
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
 
 
 class Worker:

@@ -6,7 +6,6 @@ chat, the messenger's rate limits and ``retry_after`` kept, and a failure stored
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import peewee as pw
@@ -99,8 +98,16 @@ def retry(ctx: Context, op: Operator, message: Message) -> Message:
 
 def _set_status(ctx: Context, message_id: int, status: str, *, error: str | None = None,
                 external_id: str | None = None) -> None:
+    """Settle a pending reply; one settled meanwhile is left as it is.
+
+    The messenger's copy of the reply (a Facebook echo) may have confirmed it while its send was
+    in flight, and a delivery report moved it on since: neither is undone by the send's outcome.
+    """
     with ctx.write() as changes:
+        queries.lock_message(message_id)
         message = Message.get_by_id(message_id)
+        if message.status != "pending":
+            return
         message.status = status
         message.error = error
         if external_id:  # some sends come back without an id (Graph with a user_ref)
@@ -128,18 +135,26 @@ async def send_job(ctx: Context, job: Job) -> jobs.Retry | None:
             mime=stored.mime or "application/octet-stream", kind=stored.kind,
         )
     limits = provider.limits
-    wait = worker_limiter(ctx).reserve(channel.id, chat.external_id, limits.per_chat_interval, limits.per_second)
-    if wait > jobs.MAX_HELD_WAIT:
-        return jobs.Retry(wait, counts=False)
-    if wait > 0:
-        await asyncio.sleep(wait)
-    parts_sent = [part.external_id for part in MessagePart.select().where(MessagePart.message == message.id)
-                  .order_by(MessagePart.id)]
+    later = await worker_limiter(ctx).wait_turn(channel.id, chat.external_id, limits.per_chat_interval,
+                                                limits.per_second)
+    if later:
+        return jobs.Retry(later, counts=False)
+    if Message.select(Message.status).where(Message.id == message.id).scalar() != "pending":
+        return None  # the messenger's copy of it came while the send waited for its turn: it was sent after all
+    parts_sent = queries.message_parts(message.id)
+    next_part = len(parts_sent)
 
     async def keep_part(part_id: str) -> None:
-        # Committed before the next part goes: a retry, even after a crash, starts after it.
+        # Committed before the next part goes: a retry, even after a crash, starts after it. The
+        # messenger's copy of this very part may have been counted already (an echo faster than
+        # the answer, or of an earlier attempt whose answer was lost): counted twice, it would
+        # make a retry skip a part never sent.
+        nonlocal next_part
         with atomic():
-            MessagePart.create(message=message.id, external_id=part_id)
+            queries.lock_message(message.id)
+            if len(queries.message_parts(message.id)) <= next_part:
+                MessagePart.create(message=message.id, external_id=part_id)
+        next_part += 1
 
     outgoing = OutgoingMessage(chat.external_id, message.text, message.id, attachment, parts_sent, keep_part)
     try:
@@ -154,7 +169,7 @@ async def send_job(ctx: Context, job: Job) -> jobs.Retry | None:
             return jobs.Retry(0, error=exc.reason)
         if exc.retry_after and not exc.permanent:
             # The messenger said when to come back (a 429): waiting is honouring it, not a failed attempt.
-            worker_limiter(ctx).block(channel.id, chat.external_id, exc.retry_after)
+            await worker_limiter(ctx).block(channel.id, chat.external_id, exc.retry_after)
             return jobs.Retry(exc.retry_after, error=exc.reason, counts=False)
         if exc.permanent or job.attempts + 1 >= MAX_SEND_ATTEMPTS:
             _set_status(ctx, message.id, "failed", error=exc.reason)
@@ -165,9 +180,7 @@ async def send_job(ctx: Context, job: Job) -> jobs.Retry | None:
 
 
 def worker_limiter(ctx: Context) -> jobs.RateLimiter:
-    """Return the process's rate limiter (one per context)."""
-    limiter = getattr(ctx, "_limiter", None)
-    if limiter is None:
-        limiter = jobs.RateLimiter()
-        ctx._limiter = limiter  # type: ignore[attr-defined]
-    return limiter
+    """Return the rate limiter the app set up (over Redis with ``--redis``), else one of this process."""
+    if ctx.limiter is None:
+        ctx.limiter = jobs.RateLimiter()
+    return ctx.limiter

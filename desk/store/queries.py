@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import peewee as pw
 
 from desk.store.db import database
-from desk.store.models import Channel, Chat, Contact, Message, Operator, OperatorQueue, Receipt, utcnow
+from desk.store.models import Channel, Chat, Contact, Message, MessagePart, Operator, OperatorQueue, Receipt, utcnow
 
 OPEN = ("new", "active")
 
@@ -49,6 +49,24 @@ def lock_operators(operator_ids: Sequence[int]) -> None:
         return
     marks = ", ".join("?" * len(operator_ids))
     execute(f"SELECT id FROM operator WHERE id IN ({marks}) ORDER BY id FOR NO KEY UPDATE", operator_ids).fetchall()
+
+
+def lock_message(message_id: int) -> None:
+    """Lock a message row until the transaction ends (PostgreSQL; SQLite has one writer).
+
+    The outbox and the messenger's copies of a reply (Facebook echoes) both record its parts and
+    settle its status; taken first, the lock makes them read what the other wrote.
+    """
+    if isinstance(database.obj, pw.SqliteDatabase):
+        return
+    # NO KEY UPDATE: inserting a part takes a key-share lock on its message, which must not block.
+    execute("SELECT id FROM message WHERE id = ? FOR NO KEY UPDATE", (message_id,)).fetchall()
+
+
+def message_parts(message_id: int) -> list[str]:
+    """Return the messenger's ids of the parts of a reply it accepted, in the order sent."""
+    query = MessagePart.select(MessagePart.external_id).where(MessagePart.message == message_id)
+    return [part.external_id for part in query.order_by(MessagePart.id)]
 
 
 def admin_ids() -> set[int]:

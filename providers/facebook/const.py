@@ -36,10 +36,16 @@ SUBSCRIBED_FIELDS = (
 MESSAGING_TYPE_RESPONSE = "RESPONSE"
 # The Send API refuses message.text of more than 2000 characters.
 MAX_TEXT_LENGTH = 2000
-# Our outbound id goes in message.metadata so the echo can be matched: "desk:<message id>".
+# Our outbound id goes in message.metadata so the echo can be matched, with the part it is of the
+# reply: "desk:<message id>:<part>/<parts>" (from 1; "1/1" for a reply in one message). The echo
+# then confirms exactly that part even when the Send API's answer was lost. A bare
+# "desk:<message id>" (sends before the part was added) is recognised and confirms nothing.
 METADATA_PREFIX = "desk:"
+METADATA_PART_SEPARATOR = ":"
 # Longer ids are not ours (and would not fit a 64-bit column): the echo is another sender's.
 METADATA_ID_MAX_DIGITS = 18
+# A reply is at most 20,000 characters (10 texts) and one file: more parts are not ours.
+METADATA_PART_MAX_DIGITS = 3
 SEND_ATTACHMENT_TYPES = frozenset({"image", "video", "audio", "file"})
 
 # Largest asset the Messenger Platform takes or serves (25 MB).

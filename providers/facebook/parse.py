@@ -185,24 +185,42 @@ def parse_echo(
 
     The conversation is the recipient's. ``desk_id`` comes from the ``metadata`` the desk puts on
     its sends: it recognises the echo of the desk's own reply even before the Send API's answer
-    (with the ``mid``) is stored, and for every part of a reply sent in several messages.
+    (with the ``mid``) is stored, and for every part of a reply sent in several messages. The part
+    it names (``desk_part`` of ``desk_parts``) lets the echo confirm a send whose answer was lost.
     """
     if recipient_id is None:
         return None
     item = parse_message(message, recipient_id, timestamp, page_id)
     item.outgoing = True
-    item.desk_id = desk_id_from_metadata(message.get("metadata"))
+    item.desk_id, item.desk_part, item.desk_parts = desk_reply_from_metadata(message.get("metadata"))
     return item
 
 
-def desk_id_from_metadata(metadata: Any) -> int | None:
-    """Return the desk message id of ``desk:<id>`` metadata; ``None`` for another sender's metadata."""
+def desk_reply_from_metadata(metadata: Any) -> tuple[int | None, int | None, int | None]:
+    """Return (desk message id, part from 0, parts) of ``desk:<id>:<part>/<parts>`` metadata.
+
+    A bare ``desk:<id>`` gives the id alone (parts ``None``); another sender's metadata gives
+    ``(None, None, None)``.
+    """
+    nothing = (None, None, None)
     if not isinstance(metadata, str) or not metadata.startswith(const.METADATA_PREFIX):
-        return None
-    digits = metadata[len(const.METADATA_PREFIX) :]
-    if not (digits.isascii() and digits.isdigit()) or len(digits) > const.METADATA_ID_MAX_DIGITS:
-        return None
-    return int(digits)
+        return nothing
+    digits, separator, part = metadata[len(const.METADATA_PREFIX) :].partition(const.METADATA_PART_SEPARATOR)
+    if not _digits(digits, const.METADATA_ID_MAX_DIGITS):
+        return nothing
+    if not separator:
+        return int(digits), None, None
+    number, _, count = part.partition("/")
+    if not (_digits(number, const.METADATA_PART_MAX_DIGITS) and _digits(count, const.METADATA_PART_MAX_DIGITS)):
+        return nothing
+    if not 1 <= int(number) <= int(count):
+        return nothing
+    return int(digits), int(number) - 1, int(count)
+
+
+def _digits(text: str, most: int) -> bool:
+    # str.isdigit alone takes other scripts' digits (Arabic-Indic), which are no id of ours.
+    return text.isascii() and text.isdigit() and len(text) <= most
 
 
 def parse_postback(postback: dict[str, Any], psid: str, timestamp: Any, page_id: str | None) -> IncomingMessage:

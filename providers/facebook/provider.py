@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 import aiohttp
@@ -17,6 +18,7 @@ from providers.base import (
     Health,
     IncomingAttachment,
     InvalidCredentials,
+    OutgoingAttachment,
     OutgoingMessage,
     ParsedRequest,
     Profile,
@@ -44,6 +46,11 @@ def split_text(text: str, limit: int = const.MAX_TEXT_LENGTH) -> list[str]:
         text = text[cut:]
     parts.append(text)
     return parts
+
+
+def part_metadata(desk_id: int, part: int, parts: int) -> str:
+    """Return the ``message.metadata`` of part ``part`` (from 0) of ``parts`` of the desk's reply ``desk_id``."""
+    return f"{const.METADATA_PREFIX}{desk_id}{const.METADATA_PART_SEPARATOR}{part + 1}/{parts}"
 
 
 def send_error(error: GraphError) -> SendError:
@@ -179,36 +186,48 @@ class FacebookProvider(Provider):
     # sending
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        """Send the attachment (uploaded) and then the text, split into parts of 2000 characters."""
+        """Send the attachment (uploaded) and then the text, split into parts of 2000 characters.
+
+        Each part is a Send API call of its own: the parts an earlier attempt got through
+        (``message.parts_sent``) are skipped, and each new one is handed to ``message.keep_part``
+        before the next goes. Each carries ``part_metadata``, so that its echo names the reply and
+        the part even when the call's answer is lost.
+        """
         recipient = {"id": message.chat_external_id}
-        metadata = f"{const.METADATA_PREFIX}{message.desk_id}"
         texts = split_text(message.text) if message.text else []
         if message.attachment is None and not texts:
             raise SendError("nothing to send", permanent=True)
-        last_id = ""
+        parts: list[Callable[[str], Awaitable[dict[str, Any]]]] = []
+        if message.attachment is not None:
+            parts.append(functools.partial(self._send_file, recipient, message.attachment))
+        parts.extend(functools.partial(self._send_text, recipient, text) for text in texts)
+        sent = list(message.parts_sent)
         try:
-            if message.attachment is not None:
-                attachment = message.attachment
-                kind = attachment.kind if attachment.kind in const.SEND_ATTACHMENT_TYPES else "file"
-                payload = {"attachment": {"type": kind, "payload": {"is_reusable": False}}, "metadata": metadata}
-                answer = await self.api.send_upload(
-                    recipient, payload, attachment.path, attachment.file_name, attachment.mime
-                )
-                last_id = self._message_id(answer)
-            for text in texts:
-                answer = await self.api.send_message(
-                    {
-                        "recipient": recipient,
-                        "messaging_type": const.MESSAGING_TYPE_RESPONSE,
-                        "message": {"text": text, "metadata": metadata},
-                    }
-                )
-                last_id = self._message_id(answer)
+            for number in range(len(sent), len(parts)):
+                answer = await parts[number](part_metadata(message.desk_id, number, len(parts)))
+                sent.append(self._message_id(answer))
+                await message.keep_part(sent[-1])
         except GraphError as exc:
             raise send_error(exc) from exc
         except OSError as exc:
             raise SendError(f"cannot read the attachment: {exc.strerror or exc}", permanent=True) from exc
-        return SendResult(external_id=last_id)
+        return SendResult(external_id=sent[-1])
+
+    async def _send_file(
+        self, recipient: dict[str, str], attachment: OutgoingAttachment, metadata: str
+    ) -> dict[str, Any]:
+        kind = attachment.kind if attachment.kind in const.SEND_ATTACHMENT_TYPES else "file"
+        payload = {"attachment": {"type": kind, "payload": {"is_reusable": False}}, "metadata": metadata}
+        return await self.api.send_upload(recipient, payload, attachment.path, attachment.file_name, attachment.mime)
+
+    async def _send_text(self, recipient: dict[str, str], text: str, metadata: str) -> dict[str, Any]:
+        return await self.api.send_message(
+            {
+                "recipient": recipient,
+                "messaging_type": const.MESSAGING_TYPE_RESPONSE,
+                "message": {"text": text, "metadata": metadata},
+            }
+        )
 
     @staticmethod
     def _message_id(answer: dict[str, Any]) -> str:

@@ -40,6 +40,8 @@ class _Failure:
     status: int
     body: Any
     times: int
+    # calls that pass before this failure applies
+    after: int = 0
 
 
 class FakeFacebook:
@@ -53,8 +55,10 @@ class FakeFacebook:
         }
         # Every Graph call in order: (method, path, query, JSON or form body or None).
         self.calls: list[tuple[str, str, dict[str, str], Any]] = []
-        # Every accepted Send API body (multipart: recipient/message parsed, filedata as a dict).
+        # Every accepted Send API body (multipart: recipient/message parsed, filedata as a dict),
+        # and the message_id Graph gave each (the mid of its echo).
         self.sent: list[dict[str, Any]] = []
+        self.message_ids: list[str] = []
         # Served under base_url: path -> (bytes, content type).
         self.cdn: dict[str, tuple[bytes, str]] = {}
         # CDN paths answered without Content-Length (chunked), and paths that redirect.
@@ -69,10 +73,24 @@ class FakeFacebook:
         # While this event is unset, Send API answers wait for it (the message is in ``sent``
         # already): Meta's echo of a message can reach the webhook before the sender has the answer.
         self.hold_answers: asyncio.Event | None = None
+        # Send API calls (counted down) that Meta accepts but whose answer never comes back: the
+        # connection drops, as after a timeout or a network failure on the way back.
+        self._drops: list[bool] = []
 
-    def fail_next(self, path_suffix: str, status: int, body: Any, times: int = 1) -> None:
-        """Answer the next ``times`` Graph calls whose path ends with ``path_suffix`` with ``status`` and ``body``."""
-        self._failures.append(_Failure(path_suffix, status, body, times))
+    def fail_next(self, path_suffix: str, status: int, body: Any, times: int = 1, *, after: int = 0) -> None:
+        """Answer ``times`` Graph calls whose path ends with ``path_suffix`` with ``status`` and ``body``.
+
+        The next ``after`` such calls pass first.
+        """
+        self._failures.append(_Failure(path_suffix, status, body, times, after))
+
+    def drop_answers(self, times: int = 1, *, after: int = 0) -> None:
+        """Accept ``times`` Send API messages (after ``after`` more), then drop the connection unanswered.
+
+        The message is in ``sent`` (its echo may follow), but the sender gets no ``message_id``:
+        with ``hold_answers`` set, the connection drops only once the event is set.
+        """
+        self._drops = [False] * after + [True] * times
 
     def app(self) -> web.Application:
         """Build the aiohttp application."""
@@ -101,8 +119,11 @@ class FakeFacebook:
             if parts[0] not in ("me", page_id):
                 return self._permission_error()
             answer = self._send(body)
+            drop = self._drops.pop(0) if self._drops and answer.status == 200 else False
             if self.hold_answers is not None:
                 await self.hold_answers.wait()
+            if drop and request.transport is not None:
+                request.transport.abort()  # no answer at all: the client sees the connection reset
             return answer
         if len(parts) == 2 and parts[1] == "subscribed_apps":
             if parts[0] != page_id:
@@ -139,6 +160,9 @@ class FakeFacebook:
     def _failure(self, path: str) -> web.Response | None:
         for failure in self._failures:
             if path.endswith(failure.suffix):
+                if failure.after > 0:
+                    failure.after -= 1
+                    return None
                 failure.times -= 1
                 if failure.times <= 0:
                     self._failures.remove(failure)
@@ -190,7 +214,8 @@ class FakeFacebook:
             )
         self.sent.append(sent)
         self._message_seq += 1
-        return web.json_response({"recipient_id": str(recipient["id"]), "message_id": f"m_{self._message_seq}"})
+        self.message_ids.append(f"m_{self._message_seq}")
+        return web.json_response({"recipient_id": str(recipient["id"]), "message_id": self.message_ids[-1]})
 
     # pages
 

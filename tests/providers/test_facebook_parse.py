@@ -147,6 +147,20 @@ def test_echo_metadata_names_the_desks_reply() -> None:
     assert parse_body(body(captured)).items[0].desk_id is None
 
 
+def test_echo_metadata_names_the_part_of_the_reply() -> None:
+    captured = json.loads(raw("facebook_webhook_echo.json"))
+    echo = captured["entry"][0]["messaging"][0]
+    # (desk id, part from 0, parts); a bare "desk:<id>" (older sends) names no part.
+    cases = {"desk:42:1/1": (42, 0, 1), "desk:42:3/3": (42, 2, 3), "desk:42": (42, None, None),
+             "desk:42:0/3": (None, None, None), "desk:42:4/3": (None, None, None),
+             "desk:42:1": (None, None, None), "desk:42:/2": (None, None, None), "desk:42:1/2/3": (None, None, None),
+             "desk:42:\u0661/2": (None, None, None), "desk:42:1/1000": (None, None, None)}
+    for metadata, expected in cases.items():
+        echo["message"]["metadata"] = metadata
+        [item] = parse_body(body(captured)).items
+        assert (item.desk_id, item.desk_part, item.desk_parts) == expected, metadata
+
+
 def test_echo_with_attachments() -> None:
     captured = json.loads(raw("facebook_webhook_echo.json"))
     message = captured["entry"][0]["messaging"][0]["message"]

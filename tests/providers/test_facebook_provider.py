@@ -197,7 +197,7 @@ async def test_send_text(provider: FacebookProvider, fake_facebook: FakeFacebook
         {
             "recipient": {"id": PSID},
             "messaging_type": "RESPONSE",
-            "message": {"text": text, "metadata": "desk:42"},
+            "message": {"text": text, "metadata": "desk:42:1/1"},
         }
     ]
     method, path, query, _ = fake_facebook.calls[-1]
@@ -220,7 +220,8 @@ async def test_send_long_text_is_split(provider: FacebookProvider, fake_facebook
     assert all(len(part) <= 2000 for part in parts)
     assert "".join(parts) == text
     assert result.external_id == "m_4"
-    assert all(sent["message"]["metadata"] == "desk:5" for sent in fake_facebook.sent)
+    # Each part names the reply and its place in it, so that its echo confirms that very part.
+    assert [sent["message"]["metadata"] for sent in fake_facebook.sent] == [f"desk:5:{n}/4" for n in range(1, 5)]
 
 
 def test_split_text() -> None:
@@ -245,8 +246,58 @@ async def test_send_file(provider: FacebookProvider, fake_facebook: FakeFacebook
     assert upload["messaging_type"] == "RESPONSE"
     assert upload["message"]["attachment"] == {"type": "file", "payload": {"is_reusable": False}}
     assert upload["filedata"] == {"filename": name, "content_type": "application/pdf", "data": content}
-    assert text["message"] == {"text": "Your label", "metadata": "desk:9"}
+    assert upload["message"]["metadata"] == "desk:9:1/2"
+    assert text["message"] == {"text": "Your label", "metadata": "desk:9:2/2"}
     assert result.external_id == "m_2"
+
+
+async def test_each_part_is_kept_as_it_goes_and_a_retry_sends_only_the_rest(
+    provider: FacebookProvider, fake_facebook: FakeFacebook
+) -> None:
+    text = "A" * 2000 + "B" * 2000 + "C" * 100
+    kept: list[str] = []
+
+    async def keep_part(part_id: str) -> None:
+        kept.append(part_id)
+
+    fake_facebook.fail_next("/me/messages", 500, "<html>oops</html>", after=1)
+    with pytest.raises(SendError) as caught:
+        await provider.send(OutgoingMessage(PSID, text, 3, keep_part=keep_part))
+    assert caught.value.permanent is False
+    assert kept == ["m_1"]
+
+    result = await provider.send(OutgoingMessage(PSID, text, 3, parts_sent=list(kept), keep_part=keep_part))
+    assert [sent["message"]["text"] for sent in fake_facebook.sent] == ["A" * 2000, "B" * 2000, "C" * 100]
+    assert [sent["message"]["metadata"] for sent in fake_facebook.sent] == ["desk:3:1/3", "desk:3:2/3", "desk:3:3/3"]
+    assert kept == fake_facebook.message_ids == ["m_1", "m_2", "m_3"]
+    assert result.external_id == "m_3"
+    # Every part already through (a crash after the last one): nothing goes again.
+    again = await provider.send(OutgoingMessage(PSID, text, 3, parts_sent=list(kept), keep_part=keep_part))
+    assert again.external_id == "m_3" and len(fake_facebook.sent) == 3
+
+
+async def test_a_file_sent_before_a_failure_is_not_uploaded_again(
+    provider: FacebookProvider, fake_facebook: FakeFacebook, tmp_path: Path
+) -> None:
+    path = tmp_path / "label.pdf"
+    path.write_bytes(b"%PDF-1.4 label")
+    attachment = OutgoingAttachment(path=str(path), file_name="label.pdf", mime="application/pdf", kind="file")
+    kept: list[str] = []
+
+    async def keep_part(part_id: str) -> None:
+        kept.append(part_id)
+
+    fake_facebook.fail_next("/me/messages", 500, "<html>oops</html>", after=1)
+    with pytest.raises(SendError):
+        await provider.send(OutgoingMessage(PSID, "Your label", 9, attachment, keep_part=keep_part))
+    assert kept == ["m_1"]
+    path.unlink()  # not read again: the file went with the first attempt
+
+    result = await provider.send(OutgoingMessage(PSID, "Your label", 9, attachment, list(kept), keep_part))
+    upload, text = fake_facebook.sent
+    assert upload["filedata"]["data"] == b"%PDF-1.4 label"
+    assert text["message"] == {"text": "Your label", "metadata": "desk:9:2/2"}
+    assert kept == ["m_1", "m_2"] and result.external_id == "m_2"
 
 
 async def test_send_image_without_text(provider: FacebookProvider, fake_facebook: FakeFacebook, tmp_path: Path) -> None:
