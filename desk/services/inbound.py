@@ -115,15 +115,7 @@ def _message(ctx: Context, changes: Changes, channel: Channel, item: IncomingMes
         status="received", external_id=item.external_id, created_at=now,
         edited_at=now if item.is_edit else None,
     )
-    attachments = []
-    for incoming in item.attachments:
-        attachment = Attachment.create(
-            message=message.id, kind=incoming.kind, file_name=incoming.file_name, mime=incoming.mime,
-            size=incoming.size, ref=incoming.ref, ready=incoming.ref is None, meta=json.dumps(incoming.meta),
-        )
-        attachments.append(attachment)
-        if incoming.ref is not None:
-            jobs.enqueue(ctx, changes, jobs.FETCH_ATTACHMENT, attachment.id)
+    attachments = _attachments(ctx, changes, message, item)
     chat.unread += 1
     chat.last_message_id = message.id
     chat.last_message_at = now
@@ -145,6 +137,20 @@ def _message(ctx: Context, changes: Changes, channel: Channel, item: IncomingMes
     if created:
         routing.route(changes, chat.queue_id)
     return 1
+
+
+def _attachments(ctx: Context, changes: Changes, message: Message, item: IncomingMessage) -> list[Attachment]:
+    """Store the message's attachments; those with something to download get a job (after the answer)."""
+    attachments = []
+    for incoming in item.attachments:
+        attachment = Attachment.create(
+            message=message.id, kind=incoming.kind, file_name=incoming.file_name, mime=incoming.mime,
+            size=incoming.size, ref=incoming.ref, ready=incoming.ref is None, meta=json.dumps(incoming.meta),
+        )
+        attachments.append(attachment)
+        if incoming.ref is not None:
+            jobs.enqueue(ctx, changes, jobs.FETCH_ATTACHMENT, attachment.id)
+    return attachments
 
 
 def _status(changes: Changes, channel: Channel, item: StatusUpdate) -> int:
@@ -235,15 +241,7 @@ def _outgoing(ctx: Context, changes: Changes, channel: Channel, item: IncomingMe
         Message, chat=chat.id, channel_id=channel.id, direction="out", text=item.text, author_type=ACCOUNT_AUTHOR,
         author_name=channel.name, status="sent", external_id=item.external_id, created_at=now,
     )
-    attachments = []
-    for incoming in item.attachments:
-        attachment = Attachment.create(
-            message=message.id, kind=incoming.kind, file_name=incoming.file_name, mime=incoming.mime,
-            size=incoming.size, ref=incoming.ref, ready=incoming.ref is None, meta=json.dumps(incoming.meta),
-        )
-        attachments.append(attachment)
-        if incoming.ref is not None:
-            jobs.enqueue(ctx, changes, jobs.FETCH_ATTACHMENT, attachment.id)
+    attachments = _attachments(ctx, changes, message, item)
     chat.last_message_id = message.id
     chat.last_message_at = now
     queries.execute("UPDATE chat SET last_message_id = ?, last_message_at = ? WHERE id = ?",
