@@ -38,6 +38,7 @@ import multiprocessing
 import os
 import random
 import secrets
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -80,6 +81,8 @@ CONNECTIONS = 32
 MAX_IN_FLIGHT = 256
 # Seeding agents straight into the database above this many (argon2 costs ~150 ms per operator).
 API_AGENTS_MAX = 40
+# bench/serve.py's cProfile output; with it set, only the measured phases are profiled.
+PROFILE_ENV = "DESK_BENCH_PROFILE"
 
 
 # --- the fake Bot API ----------------------------------------------------------------------------
@@ -638,6 +641,9 @@ async def run_phase(
         client = cpu_seconds(client_pid) if client_pid else 0.0
         return target.server.cpu(), _self_cpu() + client, machine_busy()
 
+    profiling = target.name == "desk" and bool(os.environ.get(PROFILE_ENV))
+    if profiling:  # bench/serve.py profiles only the phases from now on
+        os.kill(target.server.proc.pid, signal.SIGUSR1)
     wait0 = run_queue_wait(target.server.proc.pid)
     cpu0, ccpu0, busy0 = ours()
     samples, start, end = await load(target, scenario, rate, seconds, max_count, rng)
@@ -667,6 +673,9 @@ async def run_phase(
     )
     if clients is not None:
         await settle(clients)
+    if profiling:  # the phase's pushes included
+        os.kill(target.server.proc.pid, signal.SIGUSR2)
+    if clients is not None:
         events = (await asyncio.to_thread(clients.ask, "take"))[1]
         created = [e for e in events if e[2] == "message.created" and start - 0.001 <= e[3] <= end]
         result.push = summary_ms([e[0] - e[3] for e in created])

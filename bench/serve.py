@@ -95,12 +95,31 @@ def probe_ctx(path: str, slow: SlowCallbacks | None, emits: list[tuple[float, fl
 
 
 def profile_ctx(path: str):
-    """Return a cleanup context that profiles the server with cProfile and writes the stats at shutdown."""
+    """Return a cleanup context that profiles the server with cProfile and writes the stats at shutdown.
+
+    The profile covers the whole run, set-up included, unless the bench sends SIGUSR1: from then
+    on only what runs between a SIGUSR1 and the next SIGUSR2 is profiled (ingest.py sends them
+    around each measured phase).
+    """
 
     async def ctx(_: web.Application) -> AsyncIterator[None]:
         import cProfile
+        import signal
 
         profiler = cProfile.Profile()
+        windowed = False
+
+        def start() -> None:
+            nonlocal windowed
+            if not windowed:  # drop the set-up profiled so far
+                profiler.disable()
+                profiler.clear()
+                windowed = True
+            profiler.enable()
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, start)
+        loop.add_signal_handler(signal.SIGUSR2, profiler.disable)
         profiler.enable()
         yield
         profiler.disable()

@@ -28,16 +28,30 @@ NAMES = (CHAT_CREATED, CHAT_UPDATED, MESSAGE_CREATED, MESSAGE_UPDATED, UNREAD_UP
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-    """Record: one event for one operator: operator_id, seq, name, data (the payload without seq)."""
+    """Record: one event for one operator: operator_id, seq, name, data (the payload without seq), text.
+
+    ``text`` is ``data`` as JSON, as written to the event log. A change's payloads are shared by
+    the operators who see it: encoded once here, the emit reuses the text instead of encoding
+    the payload again for each operator (bench/RESULTS.md, "Where a webhook's time goes").
+    """
 
     operator_id: int
     seq: int
     name: str
     data: dict[str, Any]
+    text: str = dataclasses.field(repr=False, compare=False)
 
     def payload(self) -> dict[str, Any]:
         """Return the payload as emitted: the object plus ``seq``."""
         return {**self.data, "seq": self.seq}
+
+    def payload_json(self) -> str:
+        """Return ``payload()`` as JSON, the same text ``json.dumps(payload(), separators=(",", ":"))`` gives."""
+        if "seq" in self.data:  # seq would take the place of the data's own; never the case today
+            return json.dumps(self.payload(), separators=(",", ":"))
+        if self.text == "{}":
+            return f'{{"seq":{self.seq}}}'
+        return f'{self.text[:-1]},"seq":{self.seq}}}'
 
 
 class Changes:
@@ -89,10 +103,10 @@ class Changes:
                 continue  # the operator was deleted in this transaction
             seq = next_seq[operator_id]
             next_seq[operator_id] = seq + 1
-            records.append(Record(operator_id, seq, name, data))
             text = encoded.get(id(data))
             if text is None:
                 text = encoded[id(data)] = json.dumps(data, separators=(",", ":"))
+            records.append(Record(operator_id, seq, name, data, text))
             rows.append((operator_id, seq, name, text, now))
         # Cached multi-row INSERTs: peewee's insert_many builds its SQL anew each time, which cost
         # more than the insert itself on the webhook path (bench/RESULTS.md).

@@ -8,6 +8,7 @@ import logging
 import socketio
 
 from desk.events import Record
+from desk.realtime.packets import event_packet, send_here
 from desk.realtime.redis import DeskRedisManager
 from desk.realtime.rooms import operator_room, token_room
 
@@ -28,17 +29,20 @@ class Listener:
         task.add_done_callback(self._tasks.discard)
 
     async def _emit(self, records: list[Record]) -> None:
+        # Each payload's JSON comes from the event log's text (``Record.payload_json``), not
+        # from encoding the payload again for every operator.
         if isinstance(self.sio.manager, DeskRedisManager):
             # One publish for the whole change rather than one per event.
             try:
-                await self.sio.manager.emit_many(
-                    [(record.name, record.payload(), operator_room(record.operator_id)) for record in records])
+                await self.sio.manager.emit_encoded(
+                    [(record.name, record.payload_json(), operator_room(record.operator_id)) for record in records])
             except Exception:  # a manager outage: the clients heal by replay (CONTRACT §7)
                 log.exception("emit of %d events failed", len(records))
             return
         for record in records:
             try:
-                await self.sio.emit(record.name, record.payload(), room=operator_room(record.operator_id))
+                pkt = event_packet(record.name, record.payload_json())
+                await send_here(self.sio, operator_room(record.operator_id), pkt)
             except Exception:  # a manager outage: the client heals by replay (CONTRACT §7)
                 log.exception("emit of %s to operator %s failed", record.name, record.operator_id)
 
