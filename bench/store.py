@@ -202,11 +202,6 @@ async def http_times(path: Path, big_ids: list[int], repeat: int, rng: random.Ra
     """Time the real routes, served by create_app on a loopback port in this process."""
     import hashlib
 
-    from aiohttp import web
-
-    from desk.app import create_app
-    from desk.settings import Settings
-
     token = secrets.token_urlsafe(32)
     conn = sqlite3.connect(path)
     with conn:
@@ -215,10 +210,23 @@ async def http_times(path: Path, big_ids: list[int], repeat: int, rng: random.Ra
             (hashlib.sha256(token.encode()).hexdigest(),),
         )
     conn.close()
+    return await serve_and_time(f"sqlite:///{path}", path.parent / "media", token, big_ids, repeat, rng)
+
+
+async def serve_and_time(database_url: str, media_dir: Path, token: str, big_ids: list[int], repeat: int,
+                         rng: random.Random) -> dict[str, list[float]]:
+    """Serve create_app on ``database_url`` on a loopback port in this process and time its read routes.
+
+    Returns the durations of ``latest`` (the newest page of chat 1), ``older`` (a page before a
+    random message of it) and ``unread`` (the badges), each after five unmeasured requests.
+    """
+    from aiohttp import web
+
+    from desk.app import create_app
+    from desk.settings import Settings
+
     port = free_port()
-    settings = Settings(
-        host=HOST, port=port, database_url=f"sqlite:///{path}", media_dir=path.parent / "media", run_workers=False
-    )
+    settings = Settings(host=HOST, port=port, database_url=database_url, media_dir=media_dir, run_workers=False)
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, HOST, port).start()

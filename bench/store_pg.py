@@ -34,8 +34,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.backends import pg_database  # noqa: E402
-from bench.common import HOST, HttpConnection, free_port, machine, prioritise, summary_ms  # noqa: E402
-from bench.store import timed  # noqa: E402
+from bench.common import machine, prioritise, summary_ms  # noqa: E402
+from bench.store import serve_and_time, timed  # noqa: E402
 
 PAGE = 50
 T0 = "2026-01-01 00:00:00"
@@ -172,10 +172,6 @@ RAW_UNREAD_ADMIN = "SELECT COUNT(id), COALESCE(SUM(unread), 0) FROM chat WHERE u
 async def http_times(url: str, big_ids: list[int], repeat: int, rng: random.Random) -> dict[str, list[float]]:
     """Time the real routes, served by create_app on a loopback port in this process."""
     import psycopg2
-    from aiohttp import web
-
-    from desk.app import create_app
-    from desk.settings import Settings
 
     token = secrets.token_urlsafe(32)
     conn = psycopg2.connect(url)
@@ -185,34 +181,8 @@ async def http_times(url: str, big_ids: list[int], repeat: int, rng: random.Rand
             (hashlib.sha256(token.encode()).hexdigest(), T0),
         )
     conn.close()
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-store-pg-") as tmp:
-        settings = Settings(host=HOST, port=port, database_url=url, media_dir=Path(tmp) / "media", run_workers=False)
-        runner = web.AppRunner(create_app(settings), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, HOST, port).start()
-        client = HttpConnection(HOST, port)
-        headers = {"Authorization": f"Bearer {token}"}
-        out: dict[str, list[float]] = {"latest": [], "older": [], "unread": []}
-        try:
-            for name, make in (
-                ("latest", lambda: "/api/chats/1/messages?limit=50"),
-                ("older", lambda: f"/api/chats/1/messages?limit=50&before={rng.choice(big_ids[PAGE:])}"),
-                ("unread", lambda: "/api/unread"),
-            ):
-                for index in range(repeat + 5):
-                    path = make()
-                    start = time.perf_counter()
-                    status, body = await client.request("GET", path, headers=headers)
-                    elapsed = time.perf_counter() - start
-                    if status != 200:
-                        raise RuntimeError(f"GET {path}: {status} {body[:200]!r}")
-                    if index >= 5:
-                        out[name].append(elapsed)
-        finally:
-            client.close()
-            await runner.cleanup()
-    return out
+        return await serve_and_time(url, Path(tmp) / "media", token, big_ids, repeat, rng)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
