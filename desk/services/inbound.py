@@ -125,6 +125,18 @@ def _message(ctx: Context, changes: Changes, channel: Channel, item: IncomingMes
         if not jobs.pending(jobs.FETCH_PROFILE, contact.id):
             jobs.enqueue(ctx, changes, jobs.FETCH_PROFILE, contact.id, chat_id=chat.id)
 
+    watchers = _announce(changes, channel, chat, contact, message, attachments, created)
+    notify.unread(changes, watchers)
+    if created:
+        routing.route(changes, chat.queue_id)
+    return 1
+
+
+def _announce(changes: Changes, channel: Channel, chat: Chat, contact: Contact, message: Message,
+              attachments: list[Attachment], created: bool) -> set[int]:
+    """Record a new message of ``chat`` for whoever sees the chat: ``chat.created`` first for a new
+    chat, else ``chat.updated`` after the message. One payload each, shared by every operator.
+    Returns the operators who see it."""
     watchers = queries.watchers(chat)
     message_data = payloads.message(message, attachments)
     data = notify.chat_payload(chat, contact, provider=channel.provider, last_data=message_data)
@@ -133,10 +145,7 @@ def _message(ctx: Context, changes: Changes, channel: Channel, item: IncomingMes
     notify.message_event(changes, events.MESSAGE_CREATED, message, watchers, message_data)
     if not created:
         changes.add(sorted(watchers), events.CHAT_UPDATED, data)
-    notify.unread(changes, watchers)
-    if created:
-        routing.route(changes, chat.queue_id)
-    return 1
+    return watchers
 
 
 def _attachments(ctx: Context, changes: Changes, message: Message, item: IncomingMessage) -> list[Attachment]:
@@ -247,14 +256,7 @@ def _outgoing(ctx: Context, changes: Changes, channel: Channel, item: IncomingMe
     queries.execute("UPDATE chat SET last_message_id = ?, last_message_at = ? WHERE id = ?",
                     (message.id, Chat.last_message_at.db_value(now), chat.id))
 
-    watchers = queries.watchers(chat)
-    message_data = payloads.message(message, attachments)
-    data = notify.chat_payload(chat, contact, provider=channel.provider, last_data=message_data)
-    if created:
-        changes.add(sorted(watchers), events.CHAT_CREATED, data)
-    notify.message_event(changes, events.MESSAGE_CREATED, message, watchers, message_data)
-    if not created:
-        changes.add(sorted(watchers), events.CHAT_UPDATED, data)
+    _announce(changes, channel, chat, contact, message, attachments, created)
     return 1
 
 
